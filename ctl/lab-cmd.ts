@@ -1,0 +1,107 @@
+/** `meshctl lab …`: build, inspect, enter and remove the netns lab. */
+import { spawn } from 'node:child_process';
+import { type Command, InvalidArgumentError } from 'commander';
+import { destroyAllLabsSync, Lab, listLabIds } from './lab/index.js';
+import { formatTable, parseOutputFormat } from './output.js';
+
+const intArg = (value: string): number => {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('not a whole number');
+  return Number(value);
+};
+
+export function registerLabCommands(program: Command): void {
+  const lab = program
+    .command('lab')
+    .description('a multi-host test network on this machine, built in network namespaces');
+
+  lab
+    .command('up')
+    .description('build a lab: an underlay bridge, N nodes, M workloads per node (via real CNI)')
+    .option('--nodes <n>', 'number of nodes', intArg, 2)
+    .option('--workloads <m>', 'workloads per node', intArg, 2)
+    .option('--id <id>', 'lab id (default: random); namespaces are named mdl-<id>-…')
+    .action(async (opts: { nodes: number; workloads: number; id?: string }) => {
+      const progress = (msg: string) => process.stderr.write(`  ${msg}\n`);
+      process.stderr.write(`building lab: ${opts.nodes} nodes × ${opts.workloads} workloads\n`);
+      const created = await Lab.create({ ...opts, progress });
+      created.keep();
+      console.log(statusTable(created));
+      console.log(nextSteps(created));
+    });
+
+  lab
+    .command('status')
+    .description('list the nodes and workloads of a lab with their namespaces and IPs')
+    .option('--lab <id>', 'which lab (default: the only one)')
+    .option('-o, --output <format>', 'table or json', parseOutputFormat, 'table')
+    .action((opts: { lab?: string; output: 'table' | 'json' }) => {
+      const labs = opts.lab ? [Lab.open(opts.lab)] : listLabIds().map((id) => Lab.open(id));
+      if (opts.output === 'json') {
+        console.log(
+          JSON.stringify(
+            labs.map((l) => ({ id: l.id, ready: l.state.ready, members: l.members() })),
+            null,
+            2,
+          ),
+        );
+        return;
+      }
+      console.log(
+        labs.length === 0
+          ? 'no lab is running (start one with "meshctl lab up")'
+          : labs.map(statusTable).join('\n\n'),
+      );
+    });
+
+  lab
+    .command('exec')
+    .description('run a command inside a node or workload namespace')
+    .argument('<name>', 'node (n1) or workload (n1-w1)')
+    .argument('<command...>', 'the command, after --')
+    .option('--lab <id>', 'which lab (default: the only one)')
+    .action((name: string, argv: string[], opts: { lab?: string }) => {
+      const member = Lab.open(opts.lab).member(name);
+      const child = spawn('ip', ['netns', 'exec', member.netns, ...argv], { stdio: 'inherit' });
+      child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 : 1)));
+    });
+
+  lab
+    .command('down')
+    .description('remove a lab: processes, CNI DEL, namespaces, state')
+    .option('--lab <id>', 'which lab (default: the only one)')
+    .option('--all', 'remove every lab and any leftover mdl-* namespace of crashed runs')
+    .action((opts: { lab?: string; all?: boolean }) => {
+      const { removed, problems } = opts.all
+        ? destroyAllLabsSync()
+        : (() => {
+            const l = Lab.open(opts.lab);
+            return { removed: [l.id], problems: l.destroy() };
+          })();
+      console.log(removed.length ? `removed: ${removed.join(', ')}` : 'nothing to remove');
+      if (problems.length) {
+        console.error(`could not remove:\n  ${problems.join('\n  ')}`);
+        process.exitCode = 1;
+      }
+    });
+}
+
+function statusTable(lab: Lab): string {
+  const rows = lab.members().map((m) => [m.name, m.kind, m.node, m.ipv4, m.ipv6 ?? '-', m.netns]);
+  const state = lab.state.ready ? 'ready' : 'incomplete';
+  return `lab ${lab.id} (${state}, created ${lab.state.createdAt})\n${formatTable(
+    ['name', 'kind', 'node', 'ipv4', 'ipv6', 'netns'],
+    rows,
+  )}`;
+}
+
+function nextSteps(lab: Lab): string {
+  const w = lab.members().filter((m) => m.kind === 'workload');
+  const [a, b] = [w[0], w[w.length - 1]];
+  const lines = ['', 'next:'];
+  if (a && b) {
+    lines.push(`  bin/meshctl lab exec ${b.name} -- python3 -m http.server 8080 &`);
+    lines.push(`  bin/meshctl lab exec ${a.name} -- curl -s http://${b.ipv4}:8080/`);
+  }
+  lines.push('  bin/meshctl lab status', '  bin/meshctl lab down');
+  return lines.join('\n');
+}

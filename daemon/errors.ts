@@ -1,0 +1,67 @@
+/**
+ * The error pattern every meshd module follows: a class per failure family, a stable
+ * `MESHD_E_*` code (metrics, access logs and docs/errors.md key on it), an optional hint that
+ * tells the operator what to do, and the original `cause` kept for debugging.
+ */
+
+/** Every stable code with the one-line meaning that docs/errors.md must list (a test checks). */
+export const ERROR_CODES = {
+  MESHD_E_CONFIG: 'a configuration value (environment variable or flag) is missing or invalid',
+  MESHD_E_RUNTIME: 'meshd was started on an unsupported Node.js runtime',
+  MESHD_E_NATIVE_LOAD: 'the native socket addon could not be loaded (not built, or wrong platform)',
+  MESHD_E_NETNS: 'entering or leaving a network namespace failed',
+  MESHD_E_SOCKET: 'a socket operation of the native addon failed (socket, bind, listen, option)',
+  MESHD_E_ORIGINAL_DST: 'the original destination of a redirected connection could not be read',
+  MESHD_E_COMMAND: 'an external command (ip, iptables, a CNI plugin) failed or timed out',
+  MESHD_E_LAB: 'the netns lab could not be built, found or removed',
+  MESHD_E_CNI_PLUGIN: 'a CNI plugin run by the lab returned an error result',
+  MESHD_E_NOT_BUILT: 'the requested role or command is not part of this build yet',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface MeshdErrorOptions {
+  cause?: unknown;
+  /** What the operator can do about it; appended to the message. */
+  hint?: string;
+}
+
+export class MeshdError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: MeshdErrorOptions = {}) {
+    super(options.hint ? `${message} (hint: ${options.hint})` : message, {
+      cause: options.cause,
+    });
+    this.name = new.target.name;
+    this.code = code;
+    this.hint = options.hint;
+  }
+}
+
+/** Stable, low-cardinality label for metrics and access logs ("error" for foreign errors). */
+export function errorReason(err: unknown): string {
+  if (err instanceof MeshdError) return err.code;
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') {
+    return err.code;
+  }
+  return 'error';
+}
+
+/** One line for a terminal: message plus the chain of causes, without stack traces. */
+export function describeError(err: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = err;
+  for (let depth = 0; current !== undefined && depth < 5; depth++) {
+    if (current instanceof Error) {
+      const code = 'code' in current && typeof current.code === 'string' ? `${current.code}: ` : '';
+      parts.push(`${code}${current.message}`);
+      current = current.cause;
+    } else {
+      parts.push(String(current));
+      current = undefined;
+    }
+  }
+  return parts.join('\n  caused by: ');
+}

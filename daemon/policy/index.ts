@@ -1,0 +1,3 @@
+/** Authorization evaluation as pure, table-tested functions. Issue 5. */
+
+export {};

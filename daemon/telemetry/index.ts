@@ -1,0 +1,3 @@
+/** Metrics, logging, the admin HTTP server and readiness. Issue 5. */
+
+export {};
