@@ -28,7 +28,8 @@ if [ -n "$missing" ]; then
 fi
 
 # npm ci when node_modules is missing or older than the lockfile.
-if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ ! -x node_modules/.bin/node ] || [ ! -d "node_modules/node/node_modules/node-linux-$(uname -m | sed "s/x86_64/x64/;s/aarch64/arm64/")/include" ] \
+  || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies (npm ci; includes Node 24 and the native addon build)"
   npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -12,7 +12,11 @@ const server = createServer((req, res) => {
     remotePort: req.socket.remotePort,
     localAddress: req.socket.localAddress?.replace(/^::ffff:/, ''),
   });
-  res.writeHead(200, { 'content-type': 'application/json', connection: 'close' });
+  res.writeHead(200, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
   res.end(body);
 });
 server.listen({ port, host, ipv6Only: false }, () => console.log('listening'));

@@ -1,0 +1,24 @@
+/**
+ * daemon/net: the socket seams meshd needs beyond node:net — original destinations of
+ * captured connections, packet marks, transparent/freebind/reuseport options, and sockets
+ * opened inside other network namespaces. The only module that uses daemon/native.
+ */
+export { NetnsError, OriginalDstError, SocketError, type SysErrorFields } from './errors.js';
+export {
+  type ConnectFromNetnsOptions,
+  connectFromNetns,
+  type ListenInNetnsOptions,
+  listenInNetns,
+  type NetnsSocketOptions,
+  netnsPath,
+} from './netns.js';
+export {
+  getMark,
+  originalDst,
+  type SocketTarget,
+  setFreebind,
+  setMark,
+  setReusePort,
+  setTransparent,
+} from './sockopt.js';
+export type { IpFamily, OrigDst } from './types.js';

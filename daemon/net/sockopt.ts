@@ -1,0 +1,141 @@
+/**
+ * Socket options on sockets Node already owns (by net.Socket or by raw fd), and the original
+ * destination of captured connections.
+ */
+
+import type { Socket } from 'node:net';
+import { isIPv4 } from 'node:net';
+import { constants } from 'node:os';
+import { isNativeSysError, loadNative } from '../native/index.js';
+import { OriginalDstError, SocketError, socketError, sysFields } from './errors.js';
+import type { IpFamily, OrigDst } from './types.js';
+import { assertFamily, assertFd, assertMark } from './validate.js';
+
+/** A connected or listening Node socket, or a raw socket fd. */
+export type SocketTarget = Socket | number;
+
+/** The fd behind a Node socket; undefined before it has a handle and after it is destroyed. */
+function handleFd(socket: Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+function fdOf(where: string, target: SocketTarget): number {
+  if (typeof target === 'number') {
+    assertFd(where, target);
+    return target;
+  }
+  const fd = handleFd(target);
+  if (fd === undefined) {
+    throw new SocketError(
+      `${where}: the socket has no file descriptor (not open yet, or destroyed)`,
+      {
+        errno: constants.errno.EBADF,
+        errnoName: 'EBADF',
+        syscall: 'fileno',
+      },
+    );
+  }
+  return fd;
+}
+
+/** Runs an addon call on an existing socket, turning its errors into SocketError. */
+function sockopt<T>(where: string, call: () => T): T {
+  try {
+    return call();
+  } catch (err) {
+    if (!isNativeSysError(err)) throw err;
+    throw socketError(where, err, { syscall: err.syscall });
+  }
+}
+
+export function setMark(target: SocketTarget, mark: number): void {
+  assertMark('setMark', mark);
+  const fd = fdOf('setMark', target);
+  sockopt('setMark', () => loadNative().setMark(fd, mark));
+}
+
+export function getMark(target: SocketTarget): number {
+  const fd = fdOf('getMark', target);
+  return sockopt('getMark', () => loadNative().getMark(fd));
+}
+
+/** The socket's own address family, asked from the kernel when the caller does not say. */
+function familyOf(where: string, fd: number, family: IpFamily | undefined): IpFamily {
+  if (family !== undefined) {
+    assertFamily(where, family);
+    return family;
+  }
+  return sockopt(where, () => loadNative().socketFamily(fd));
+}
+
+/** IP_TRANSPARENT / IPV6_TRANSPARENT: bind to and answer for non-local addresses (TPROXY). */
+export function setTransparent(target: SocketTarget, family?: IpFamily): void {
+  const fd = fdOf('setTransparent', target);
+  const fam = familyOf('setTransparent', fd, family);
+  sockopt('setTransparent', () => loadNative().setTransparent(fd, fam));
+}
+
+/** IP_FREEBIND / IPV6_FREEBIND: bind to an address that is not (yet) assigned. */
+export function setFreebind(target: SocketTarget, family?: IpFamily): void {
+  const fd = fdOf('setFreebind', target);
+  const fam = familyOf('setFreebind', fd, family);
+  sockopt('setFreebind', () => loadNative().setFreebind(fd, fam));
+}
+
+/** SO_REUSEPORT; only useful before bind, so mostly for fds the caller made itself. */
+export function setReusePort(target: SocketTarget): void {
+  const fd = fdOf('setReusePort', target);
+  sockopt('setReusePort', () => loadNative().setReusePort(fd));
+}
+
+const V4_MAPPED = '::ffff:';
+
+/**
+ * The family of the client's connection, which selects the conntrack lookup: a dual-stack
+ * listener sees IPv4 clients as ::ffff:a.b.c.d, and their original destination is IPv4.
+ */
+function clientFamily(remote: string): IpFamily {
+  if (isIPv4(remote)) return 4;
+  const lower = remote.toLowerCase();
+  return lower.startsWith(V4_MAPPED) && isIPv4(lower.slice(V4_MAPPED.length)) ? 4 : 6;
+}
+
+const ORIGINAL_DST_HINTS: Record<string, string> = {
+  ENOENT:
+    'the connection was not redirected by iptables (conntrack has no entry for it); only ' +
+    'captured connections have an original destination',
+  ENOPROTOOPT: 'connection tracking (nf_conntrack) is not active; are the capture rules applied?',
+  ENOTCONN: 'the connection is already closed',
+};
+
+function originalDstError(message: string, errnoName: string, cause?: unknown): OriginalDstError {
+  const errno = (constants.errno as Record<string, number | undefined>)[errnoName] ?? 0;
+  return new OriginalDstError(
+    message,
+    { errno, errnoName },
+    { cause, hint: ORIGINAL_DST_HINTS[errnoName] },
+  );
+}
+
+/** Where a captured (REDIRECTed) connection was going; MESHD_E_ORIGINAL_DST if unknown. */
+export function originalDst(socket: Socket): OrigDst {
+  const remote = socket.remoteAddress;
+  const fd = handleFd(socket);
+  if (remote === undefined || fd === undefined) {
+    throw originalDstError('original destination unknown: the socket is not connected', 'ENOTCONN');
+  }
+  const family = clientFamily(remote);
+  try {
+    const { address, port } = loadNative().originalDst(fd, family);
+    return { address, port, family } as OrigDst;
+  } catch (err) {
+    if (!isNativeSysError(err)) throw err;
+    const { errnoName } = sysFields(err, 'getsockopt');
+    throw originalDstError(
+      `original destination of the connection from ${remote}:${socket.remotePort} unknown: ${err.message}`,
+      errnoName,
+      err,
+    );
+  }
+}
