@@ -15,7 +15,13 @@ export const ERROR_CODES = {
   MESHD_E_COMMAND: 'an external command (ip, iptables, a CNI plugin) failed or timed out',
   MESHD_E_LAB: 'the netns lab could not be built, found or removed',
   MESHD_E_CNI_PLUGIN: 'a CNI plugin run by the lab returned an error result',
+  MESHD_E_SPIFFE_ID: 'a SPIFFE ID is malformed or belongs to another trust domain',
+  MESHD_E_CSR: 'a certificate signing request was refused (shape, key type, signature, identity)',
+  MESHD_E_SVID:
+    'a certificate is not a valid X.509-SVID of this mesh or does not chain to its roots',
+  MESHD_E_CA: 'the CA directory is missing, incomplete or would be overwritten',
   MESHD_E_NOT_BUILT: 'the requested role or command is not part of this build yet',
+  MESHD_E_CERT_ISSUE: 'no valid certificate for a workload identity could be issued or served',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -5,9 +5,9 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { MeshdError } from '../errors.js';
+import { packageRoot } from '../paths.js';
 
 /** Address family as the addon takes it. */
 export type NativeFamily = 4 | 6;
@@ -70,7 +70,7 @@ let cached: NativeAddon | undefined;
 
 /** The addon, loaded once per thread (N-API addons are per-context). */
 export function loadNative(): NativeAddon {
-  cached ??= loadFrom(packageRoot(dirname(fileURLToPath(import.meta.url))));
+  cached ??= loadFrom(rootOrThrow());
   return cached;
 }
 
@@ -83,18 +83,14 @@ export function isNativeSysError(err: unknown): err is NativeSysError {
   );
 }
 
-/**
- * The directory holding package.json, above `start`: the same code runs from daemon/native
- * (sources) and dist/daemon/native (compiled), and the addon is built beside the sources.
- */
-export function packageRoot(start: string): string {
-  for (let dir = start; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    if (dirname(dir) === dir) {
-      throw new MeshdError('MESHD_E_NATIVE_LOAD', `no package.json above ${start}`, {
-        hint: 'run meshd from its installed package directory',
-      });
-    }
+function rootOrThrow(): string {
+  try {
+    return packageRoot();
+  } catch (cause) {
+    throw new MeshdError('MESHD_E_NATIVE_LOAD', (cause as Error).message, {
+      cause,
+      hint: 'run meshd from its installed package directory',
+    });
   }
 }
 
