@@ -2,7 +2,10 @@
 import { Command } from 'commander';
 import { describeError } from '../daemon/errors.js';
 import { assertSupportedRuntime } from '../daemon/runtime.js';
+import { registerCaCommands } from './ca-cmd.js';
+import { registerCertsCommand } from './certs-cmd.js';
 import { registerLabCommands } from './lab-cmd.js';
+import { registerTokenCommands } from './token-cmd.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshctl')
@@ -10,7 +13,10 @@ export function buildProgram(): Command {
     .version(process.env.npm_package_version ?? '0.1.0')
     .showHelpAfterError()
     .enablePositionalOptions();
+  registerCaCommands(program);
+  registerCertsCommand(program);
   registerLabCommands(program);
+  registerTokenCommands(program);
   return program;
 }
 

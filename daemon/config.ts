@@ -25,6 +25,8 @@ interface Field<T> {
   env: string;
   parse: Parser<T>;
   default?: T;
+  /** Unset (or empty) leaves the value undefined instead of being an error; needs no default. */
+  optional?: true;
 }
 
 export type Spec<C> = { [K in keyof C]: Field<C[K]> };
@@ -41,6 +43,10 @@ export function readConfig<C>(spec: Spec<C>, env: Env): Readonly<C> {
     const raw = env[variable];
     try {
       if (raw === undefined || raw === '') {
+        if (field.optional) {
+          out[key] = undefined as C[keyof C];
+          continue;
+        }
         if (field.default === undefined) throw new Error('required, not set');
         out[key] = field.default;
       } else {
@@ -90,6 +96,16 @@ export const parse = {
     const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[m[2] ?? 'ms'] ?? 1;
     return Number(m[1]) * unit;
   },
+  /** A duration (as durationMs) between `minMs` and `maxMs`, both inclusive. */
+  durationBetween(minMs: number, maxMs: number): Parser<number> {
+    return (raw) => {
+      const ms = parse.durationMs(raw);
+      if (ms < minMs || ms > maxMs) {
+        throw new Error(`must be between ${showDuration(minMs)} and ${showDuration(maxMs)}`);
+      }
+      return ms;
+    };
+  },
   /** A name usable as a DNS label (node names, namespaces). */
   dnsLabel(raw: string): string {
     if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(raw)) {
@@ -99,37 +115,64 @@ export const parse = {
   },
 };
 
+/** 90000 → "90s", 3600000 → "1h": the largest unit that divides the value. */
+export function showDuration(ms: number): string {
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1_000],
+  ] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 const logLevel = parse.oneOf<LogLevel>('fatal', 'error', 'warn', 'info', 'debug', 'trace');
 
 export interface AgentConfig {
   nodeName: string;
   serverAddress: string;
+  /** Node certificate, key and trust bundle live here (key 0600). */
   stateDir: string;
+  trustDomain: string;
+  /** One-time token for the first start; unused once the node holds a valid certificate. */
+  joinToken: string | undefined;
+  /** PEM file with the roots to trust before the first join (the CA's bundle.pem). */
+  caBundleFile: string | undefined;
+  /** Lifetime requested for workload certificates (the server may clamp it). */
+  certTtlMs: number;
+  /** How often the trust bundle is fetched again (it changes during a root rotation). */
+  bundleRefreshMs: number;
   adminPort: number;
   metricsPort: number;
   readinessPort: number;
   logLevel: LogLevel;
 }
 
-export const agentSpec: Spec<AgentConfig> = {
-  nodeName: { env: 'NODE_NAME', parse: parse.dnsLabel },
-  serverAddress: { env: 'SERVER', parse: parse.string, default: '127.0.0.1:15012' },
-  stateDir: { env: 'STATE_DIR', parse: parse.string, default: '/var/lib/meshd/agent' },
-  adminPort: { env: 'ADMIN_PORT', parse: parse.port, default: 15000 },
-  metricsPort: { env: 'METRICS_PORT', parse: parse.port, default: 15020 },
-  readinessPort: { env: 'READINESS_PORT', parse: parse.port, default: 15021 },
-  logLevel: { env: 'LOG_LEVEL', parse: logLevel, default: 'info' },
-};
-
 export interface ServerConfig {
+  /** Address of both the gRPC API and the monitoring endpoint. */
   listenAddress: string;
   grpcPort: number;
+  /** /metrics and /healthz/ready. */
   monitoringPort: number;
+  /** Server state: the join tokens file. */
   dataDir: string;
+  /** Must match the trust domain of the CA in caDir. */
   trustDomain: string;
   logLevel: LogLevel;
+  /** The CA directory made by `meshctl ca init` (re-read on SIGHUP). */
+  caDir: string;
+  /** Longest lifetime of a workload certificate; longer requests are clamped. */
+  maxCertTtlMs: number;
+  /** Lifetime of node certificates (Join, and node renewals are clamped to it). */
+  nodeCertTtlMs: number;
+  /** JSON `{"nodes":{"<node>":["spiffe://…"]}}`: which workload identities run on which node. */
+  workloadsFile: string | undefined;
 }
+
+const MINUTE_MS = 60_000;
+const DAY_MS = 24 * 60 * MINUTE_MS;
 
 export const serverSpec: Spec<ServerConfig> = {
   listenAddress: { env: 'LISTEN_ADDRESS', parse: parse.string, default: '0.0.0.0' },
@@ -137,6 +180,41 @@ export const serverSpec: Spec<ServerConfig> = {
   monitoringPort: { env: 'MONITORING_PORT', parse: parse.port, default: 15014 },
   dataDir: { env: 'DATA_DIR', parse: parse.string, default: '/var/lib/meshd/server' },
   trustDomain: { env: 'TRUST_DOMAIN', parse: parse.string, default: 'cluster.local' },
+  logLevel: { env: 'LOG_LEVEL', parse: logLevel, default: 'info' },
+  caDir: { env: 'CA_DIR', parse: parse.string, default: '/etc/meshd/ca' },
+  maxCertTtlMs: {
+    env: 'CERT_MAX_TTL',
+    parse: parse.durationBetween(5 * MINUTE_MS, 90 * DAY_MS),
+    default: DAY_MS,
+  },
+  nodeCertTtlMs: {
+    env: 'NODE_CERT_TTL',
+    parse: parse.durationBetween(5 * MINUTE_MS, 90 * DAY_MS),
+    default: DAY_MS,
+  },
+  workloadsFile: { env: 'WORKLOADS_FILE', parse: parse.string, optional: true },
+};
+
+export const agentSpec: Spec<AgentConfig> = {
+  nodeName: { env: 'NODE_NAME', parse: parse.dnsLabel },
+  serverAddress: { env: 'SERVER', parse: parse.string, default: '127.0.0.1:15012' },
+  stateDir: { env: 'STATE_DIR', parse: parse.string, default: '/var/lib/meshd/agent' },
+  trustDomain: { env: 'TRUST_DOMAIN', parse: parse.string, default: 'cluster.local' },
+  joinToken: { env: 'JOIN_TOKEN', parse: parse.string, optional: true },
+  caBundleFile: { env: 'CA_BUNDLE', parse: parse.string, optional: true },
+  certTtlMs: {
+    env: 'CERT_TTL',
+    parse: parse.durationBetween(5_000, 90 * DAY_MS),
+    default: DAY_MS,
+  },
+  bundleRefreshMs: {
+    env: 'BUNDLE_REFRESH',
+    parse: parse.durationBetween(1_000, DAY_MS),
+    default: 5 * MINUTE_MS,
+  },
+  adminPort: { env: 'ADMIN_PORT', parse: parse.port, default: 15000 },
+  metricsPort: { env: 'METRICS_PORT', parse: parse.port, default: 15020 },
+  readinessPort: { env: 'READINESS_PORT', parse: parse.port, default: 15021 },
   logLevel: { env: 'LOG_LEVEL', parse: logLevel, default: 'info' },
 };
 

@@ -20,8 +20,20 @@ export const ERROR_CODES = {
   MESHD_E_SVID:
     'a certificate is not a valid X.509-SVID of this mesh or does not chain to its roots',
   MESHD_E_CA: 'the CA directory is missing, incomplete or would be overwritten',
+  MESHD_E_CONTROL_PLANE: 'a call to meshd server failed (unreachable, refused, or an error status)',
+  MESHD_E_JOIN: 'the agent has no valid node certificate and could not join the mesh',
   MESHD_E_NOT_BUILT: 'the requested role or command is not part of this build yet',
   MESHD_E_CERT_ISSUE: 'no valid certificate for a workload identity could be issued or served',
+  MESHD_E_JOIN_TOKEN: 'a join token was refused: malformed, unknown, expired or already used',
+  MESHD_E_CLIENT_CERT:
+    'a call to meshd server that needs a client certificate came without a valid one of this mesh',
+  MESHD_E_FORBIDDEN:
+    "the caller's identity may not do this (node authorization, admin-only calls, join node)",
+  MESHD_E_BAD_REQUEST: 'a request argument is invalid (TTL, node name)',
+  MESHD_E_SERVER_STATE:
+    'a state file of meshd server (join tokens, workloads) is unreadable, invalid or not writable',
+  MESHD_E_LISTEN:
+    'a server socket could not listen on its address (port in use, address not local)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

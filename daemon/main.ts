@@ -1,17 +1,40 @@
 /** meshd: one binary, one role per process (`server`, `agent`, `waypoint`). */
 import { Command } from 'commander';
-import { type Env, loadAgentConfig, loadServerConfig } from './config.js';
+import { runAgent } from './agent/index.js';
+import {
+  type AgentConfig,
+  type Env,
+  loadAgentConfig,
+  loadServerConfig,
+  type ServerConfig,
+} from './config.js';
 import { describeError, MeshdError } from './errors.js';
 import { assertSupportedRuntime } from './runtime.js';
+import { runServer } from './server/index.js';
+import { createJsonLogger } from './telemetry/index.js';
 
-function roleCommand(name: string, tracking: string, load?: (env: Env) => object): Command {
+/** Secrets (join tokens) never reach a terminal or a log. */
+function redactSecrets(key: string, value: unknown): unknown {
+  return /token|secret|password/i.test(key) && typeof value === 'string' ? '<redacted>' : value;
+}
+
+function roleCommand<C extends object>(
+  name: string,
+  tracking: string,
+  load?: (env: Env) => C,
+  start?: (config: C) => Promise<void>,
+): Command {
   return new Command(name)
     .option('--print-config', 'print the resolved configuration (from MESHD_* variables) and exit')
-    .action((opts: { printConfig?: boolean }) => {
-      const config = load ? load(process.env) : {};
+    .action(async (opts: { printConfig?: boolean }) => {
+      const config = load ? load(process.env) : ({} as C);
       if (opts.printConfig) {
-        console.log(JSON.stringify(config, null, 2));
+        console.log(JSON.stringify(config, redactSecrets, 2));
         return;
+      }
+      if (start) {
+        await start(config);
+        process.exit(0);
       }
       throw new MeshdError('MESHD_E_NOT_BUILT', `the ${name} role is not part of this build yet`, {
         hint: tracking,
@@ -19,17 +42,30 @@ function roleCommand(name: string, tracking: string, load?: (env: Env) => object
     });
 }
 
+async function startServerRole(config: Readonly<ServerConfig>): Promise<void> {
+  const logger = createJsonLogger({ level: config.logLevel, base: { role: 'server' } });
+  await runServer(config, logger);
+}
+
+async function startAgentRole(config: Readonly<AgentConfig>): Promise<void> {
+  const logger = createJsonLogger({
+    level: config.logLevel,
+    base: { role: 'agent', node: config.nodeName },
+  });
+  await runAgent(config, logger);
+}
+
 async function main(): Promise<void> {
   assertSupportedRuntime();
   const program = new Command('meshd').description('meshd node proxy, control plane and waypoint');
   program.addCommand(
-    roleCommand('server', 'built by issue 4 (control plane)', loadServerConfig).description(
-      'the control plane',
+    roleCommand('server', '', loadServerConfig, startServerRole).description(
+      'the control plane: CA (gRPC over mTLS), join tokens, node authorization',
     ),
   );
   program.addCommand(
-    roleCommand('agent', 'built by issue 5 (node proxy)', loadAgentConfig).description(
-      'the node proxy',
+    roleCommand('agent', '', loadAgentConfig, startAgentRole).description(
+      'the node proxy: node identity and workload certificates (capture and HBONE: issue 5)',
     ),
   );
   program.addCommand(

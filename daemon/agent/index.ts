@@ -1,3 +1,15 @@
-/** The node proxy (`meshd agent`): capture, outbound, inbound, HBONE, pooling. Issue 5. */
-
-export {};
+/**
+ * The node proxy (`meshd agent`). Today: the node's identity (join, node and workload
+ * certificates, trust bundle) and its admin/metrics/readiness endpoints. Capture, HBONE and
+ * policy arrive with the node-proxy issue.
+ */
+export {
+  type AgentDeps,
+  type AgentHandle,
+  type CertificateRow,
+  certificateRows,
+  startAgent,
+} from './app.js';
+export { AgentIdentity, type AgentIdentityOptions } from './identity.js';
+export { NODE_FILES } from './node-identity.js';
+export { runAgent } from './run.js';

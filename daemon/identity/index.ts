@@ -46,6 +46,7 @@ export {
 export {
   adminId,
   classify,
+  controlPlaneId,
   type IdentityKind,
   isTrustDomain,
   nodeId,

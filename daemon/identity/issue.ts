@@ -63,6 +63,11 @@ function keyId(spki: pkijs.PublicKeyInfo): ArrayBuffer {
   ) as ArrayBuffer;
 }
 
+/** Distinguishes CA subjects across rotations, so chains never mix up two roots of one mesh. */
+function shortKeyId(spki: pkijs.PublicKeyInfo): string {
+  return Buffer.from(keyId(spki)).toString('hex').slice(0, 12);
+}
+
 function subjectKeyId(spki: pkijs.PublicKeyInfo): pkijs.Extension {
   const value = new asn1js.OctetString({ valueHex: keyId(spki) });
   return new pkijs.Extension({
@@ -135,9 +140,8 @@ export async function createRootCa(
   validity: Validity,
 ): Promise<pkijs.Certificate> {
   const spki = await spkiOf(keys);
-  const label = `meshd root CA ${validity.notBefore.toISOString().slice(0, 10)}`;
   return build(
-    name(trustDomain, label),
+    name(trustDomain, `meshd root CA ${shortKeyId(spki)}`),
     spki,
     validity,
     [basicConstraints(true), keyUsage(KU_KEY_CERT_SIGN | KU_CRL_SIGN), subjectKeyId(spki)],
@@ -153,7 +157,7 @@ export async function createIntermediateCa(
 ): Promise<pkijs.Certificate> {
   const spki = await spkiOf(keys);
   return build(
-    name(trustDomain, 'meshd intermediate CA'),
+    name(trustDomain, `meshd intermediate CA ${shortKeyId(spki)}`),
     spki,
     validity,
     [
@@ -190,11 +194,14 @@ export async function signSvid(
   );
 }
 
-/** Leaf lifetime: start BACKDATE_MS ago, end at now + ttl, never after the issuer's own end. */
+/**
+ * Leaf lifetime: start a little in the past (BACKDATE_MS, or a tenth of a short TTL so renewal
+ * at half-life stays meaningful), end at now + ttl, never after the issuer's own end.
+ */
 export function leafValidity(now: number, ttlMs: number, issuer: pkijs.Certificate): Validity {
   const issuerEnd = issuer.notAfter.value.getTime();
   return {
-    notBefore: new Date(now - BACKDATE_MS),
+    notBefore: new Date(now - Math.min(BACKDATE_MS, Math.floor(ttlMs / 10))),
     notAfter: new Date(Math.min(now + ttlMs, issuerEnd)),
   };
 }

@@ -217,6 +217,17 @@ export class CertificateManager {
     }
   }
 
+  /**
+   * Serves a certificate obtained elsewhere (the node certificate saved on disk) and renews it
+   * on the usual schedule, instead of issuing a fresh one at start-up.
+   */
+  adopt(identity: string, cert: IssuedCertificate): void {
+    if (this.#closed)
+      throw new MeshdError('MESHD_E_CERT_ISSUE', `cannot adopt ${identity}: closed`);
+    checkUsable(cert, this.#clock.now());
+    this.#succeeded(this.#entryFor(identity), cert);
+  }
+
   /** Stops renewing `identity` and drops its certificate and metric series (workload gone). */
   forget(identity: string): boolean {
     const entry = this.#entries.get(identity);

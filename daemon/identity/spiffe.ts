@@ -55,6 +55,11 @@ export function nodeId(trustDomain: string, node: string): SpiffeId {
   return parseSpiffeId(`spiffe://${trustDomain}/node/${node}`).id;
 }
 
+/** The identity the control plane serves with; clients check it before trusting an answer. */
+export function controlPlaneId(trustDomain: string): SpiffeId {
+  return parseSpiffeId(`spiffe://${trustDomain}/control-plane/meshd-server`).id;
+}
+
 export function adminId(trustDomain: string, name: string): SpiffeId {
   return parseSpiffeId(`spiffe://${trustDomain}/admin/${name}`).id;
 }

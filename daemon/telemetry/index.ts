@@ -1,3 +1,19 @@
-/** Metrics, logging, the admin HTTP server and readiness. Issue 5. */
+/** Metrics, logging, the monitoring/admin HTTP endpoint and readiness, shared by the roles. */
 
-export {};
+export {
+  type HttpEndpoint,
+  type HttpEndpointOptions,
+  type HttpReply,
+  hostPort,
+  metricsRoute,
+  type RouteHandler,
+  readinessRoute,
+  startHttpEndpoint,
+} from './http-endpoint.js';
+export {
+  createJsonLogger,
+  type JsonLoggerOptions,
+  type LogFields,
+  type Logger,
+  silentLogger,
+} from './logger.js';

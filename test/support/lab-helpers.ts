@@ -36,6 +36,39 @@ export function waitForLine(child: ChildProcess, line: string, timeoutMs = 10_00
   });
 }
 
+/** Resolves with the first stderr/stdout line matching `pattern`; rejects on exit or timeout. */
+export function waitForOutput(
+  child: ChildProcess,
+  pattern: RegExp,
+  timeoutMs = 15_000,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    const timer = setTimeout(
+      () => done(new Error(`no output matching ${pattern} within ${timeoutMs} ms:\n${buffer}`)),
+      timeoutMs,
+    );
+    const onData = (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const line = buffer.split('\n').find((l) => pattern.test(l));
+      if (line !== undefined) done(undefined, line);
+    };
+    const onExit = (code: number | null) =>
+      done(new Error(`exited (${code}) before printing ${pattern}:\n${buffer}`));
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', onExit);
+    function done(err?: Error, line?: string) {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve(line ?? '');
+    }
+  });
+}
+
 /** Starts the echo server in a workload and waits until it listens. */
 export async function startEchoServer(
   lab: Lab,

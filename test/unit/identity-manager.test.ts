@@ -485,3 +485,19 @@ test('with real timers a process holding certificates exits promptly (timers are
   assert.equal(child.stdout.trim(), 'valid');
   assert.ok(Date.now() - started < 3000);
 });
+
+test('adopt() serves a certificate obtained elsewhere and renews it at half-life', async () => {
+  const { time, issuer, manager } = setup();
+  const saved = issuer.cert(10 * HOUR);
+  manager.adopt(ID, saved);
+  assert.equal(await manager.get(ID), saved);
+  assert.equal(issuer.calls.length, 0, 'no issue at adoption');
+  await time.advance(4.9 * HOUR);
+  assert.equal(issuer.calls.length, 0, 'not renewed before half-life');
+  await time.advance(0.2 * HOUR);
+  assert.equal(issuer.calls.length, 1, 'renewed at half-life');
+  assert.notEqual(await manager.get(ID), saved);
+  const expired = { ...issuer.cert(HOUR), notAfter: new Date(time.t - 1) };
+  assert.throws(() => manager.adopt('spiffe://mesh.test/ns/x/sa/y', expired));
+  manager.close();
+});

@@ -1,0 +1,157 @@
+/**
+ * The composition root of `meshd agent`. At this stage it holds the node's identity (join,
+ * node certificate, trust bundle, workload certificates) and serves the admin, metrics and
+ * readiness endpoints; capture and the HBONE data path arrive with the node-proxy issue.
+ */
+import { readFileSync } from 'node:fs';
+import { Registry } from 'prom-client';
+import type { AgentConfig } from '../config.js';
+import { MeshdError } from '../errors.js';
+import type { CertificateStatus } from '../identity/index.js';
+import {
+  createJsonLogger,
+  type HttpEndpoint,
+  type Logger,
+  metricsRoute,
+  readinessRoute,
+  startHttpEndpoint,
+} from '../telemetry/index.js';
+import { AgentIdentity } from './identity.js';
+
+export interface AgentDeps {
+  logger?: Logger;
+  /** Where the admin endpoint listens (DESIGN: loopback only). */
+  adminHost?: string;
+  /** Where metrics and readiness listen. */
+  monitoringHost?: string;
+}
+
+export interface AgentHandle {
+  identity: AgentIdentity;
+  adminPort: number;
+  metricsPort: number;
+  readinessPort: number;
+  close(): Promise<void>;
+}
+
+/** One row of /certs and `meshctl certs`. */
+export interface CertificateRow {
+  identity: string;
+  state: string;
+  serial: string | undefined;
+  notBefore: string | undefined;
+  notAfter: string | undefined;
+  issuer: string | undefined;
+}
+
+function readBundle(file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new MeshdError(
+      'MESHD_E_CONFIG',
+      `MESHD_CA_BUNDLE=${JSON.stringify(file)}: cannot read it`,
+      { cause },
+    );
+  }
+}
+
+export function certificateRows(list: CertificateStatus[]): CertificateRow[] {
+  return list.map((c) => ({
+    identity: c.identity,
+    state: c.state,
+    serial: c.serial,
+    notBefore: c.notBefore?.toISOString(),
+    notAfter: c.notAfter?.toISOString(),
+    issuer: c.issuer,
+  }));
+}
+
+const json = (value: unknown) => ({
+  status: 200,
+  body: `${JSON.stringify(value, null, 2)}\n`,
+  contentType: 'application/json',
+});
+
+export async function startAgent(
+  config: Readonly<AgentConfig>,
+  deps: AgentDeps = {},
+): Promise<AgentHandle> {
+  const logger =
+    deps.logger ??
+    createJsonLogger({ level: config.logLevel, base: { role: 'agent', node: config.nodeName } });
+  const registry = new Registry();
+  const identity = await AgentIdentity.start({
+    stateDir: config.stateDir,
+    serverAddress: config.serverAddress,
+    trustDomain: config.trustDomain,
+    nodeName: config.nodeName,
+    joinToken: config.joinToken,
+    initialBundlePem: readBundle(config.caBundleFile),
+    workloadTtlSeconds: Math.round(config.certTtlMs / 1000),
+    nodeTtlSeconds: Math.round(config.certTtlMs / 1000),
+    bundleRefreshMs: config.bundleRefreshMs,
+    metrics: registry,
+    logger: logger.child({ component: 'certificates' }),
+  });
+  logger.info(
+    { node: identity.nodeId, notAfter: identity.nodeCertificate.notAfter.toISOString() },
+    'node identity ready',
+  );
+  let stopping = false;
+  const endpoints: HttpEndpoint[] = [];
+  try {
+    const monitoringHost = deps.monitoringHost ?? '0.0.0.0';
+    endpoints.push(
+      await startHttpEndpoint({
+        host: deps.adminHost ?? '127.0.0.1',
+        port: config.adminPort,
+        logger,
+        routes: {
+          '/certs': () => json(certificateRows(identity.list())),
+          '/config_dump': () =>
+            json({
+              node: identity.nodeId,
+              roots: identity.roots.length,
+              certificates: certificateRows(identity.list()),
+            }),
+        },
+      }),
+      await startHttpEndpoint({
+        host: monitoringHost,
+        port: config.metricsPort,
+        logger,
+        routes: { '/metrics': metricsRoute(registry) },
+      }),
+      await startHttpEndpoint({
+        host: monitoringHost,
+        port: config.readinessPort,
+        logger,
+        routes: {
+          '/healthz/ready': readinessRoute(() =>
+            stopping ? { ready: false, reason: 'shutting down' } : { ready: true },
+          ),
+        },
+      }),
+    );
+  } catch (err) {
+    await Promise.all(endpoints.map((e) => e.close()));
+    identity.close();
+    throw err;
+  }
+  const [admin, metrics, readiness] = endpoints as [HttpEndpoint, HttpEndpoint, HttpEndpoint];
+  return {
+    identity,
+    adminPort: admin.port,
+    metricsPort: metrics.port,
+    readinessPort: readiness.port,
+    async close() {
+      if (stopping) return;
+      stopping = true;
+      identity.close();
+      await Promise.all(endpoints.map((e) => e.close()));
+      logger.info({}, 'agent stopped');
+    },
+  };
+}

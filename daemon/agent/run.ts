@@ -1,0 +1,14 @@
+/** `meshd agent` as a process: start, then stop gracefully on SIGTERM/SIGINT. */
+import type { AgentConfig } from '../config.js';
+import { runUntilSignalled } from '../lifecycle.js';
+import type { Logger } from '../telemetry/index.js';
+import { startAgent } from './app.js';
+
+export async function runAgent(config: Readonly<AgentConfig>, logger: Logger): Promise<void> {
+  const handle = await startAgent(config, { logger });
+  logger.info(
+    { admin: handle.adminPort, metrics: handle.metricsPort, readiness: handle.readinessPort },
+    'agent ready',
+  );
+  await runUntilSignalled(handle, logger);
+}

@@ -1,0 +1,95 @@
+/**
+ * A minimal structured logger: one JSON object per line (pino's shape: `level`, `time`, `msg`
+ * plus fields), written to stderr unless told otherwise. Roles take a Logger, so tests inject
+ * one that records lines, and pino can replace this later without touching callers.
+ * Never pass secrets (keys, join tokens) as fields.
+ */
+import type { LogLevel } from '../config.js';
+
+export type LogFields = Record<string, unknown>;
+type LogFn = (fields: LogFields, msg: string) => void;
+
+export interface Logger {
+  error: LogFn;
+  warn: LogFn;
+  info: LogFn;
+  debug: LogFn;
+  /** A logger that adds `fields` to every line. */
+  child(fields: LogFields): Logger;
+}
+
+const SEVERITY: Record<LogLevel, number> = {
+  fatal: 60,
+  error: 50,
+  warn: 40,
+  info: 30,
+  debug: 20,
+  trace: 10,
+};
+
+export interface JsonLoggerOptions {
+  /** Lines below this level are dropped (default info). */
+  level?: LogLevel;
+  /** Where a finished line (with its newline) goes; default process.stderr. */
+  write?: (line: string) => void;
+  /** Fields on every line, e.g. `{ role: 'server' }`. */
+  base?: LogFields;
+  now?: () => number;
+}
+
+function serializable(value: unknown): unknown {
+  if (value instanceof Error) return { message: value.message, ...pickCode(value) };
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'bigint') return value.toString();
+  return value;
+}
+
+function pickCode(err: Error): LogFields {
+  return 'code' in err && typeof err.code === 'string' ? { code: err.code } : {};
+}
+
+export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
+  const min = SEVERITY[options.level ?? 'info'];
+  const write = options.write ?? ((line: string) => void process.stderr.write(line));
+  const now = options.now ?? Date.now;
+  const make = (base: LogFields): Logger => {
+    const at =
+      (level: LogLevel): LogFn =>
+      (fields, msg) => {
+        if (SEVERITY[level] < min) return;
+        const record: LogFields = { level, time: new Date(now()).toISOString(), msg };
+        for (const [k, v] of Object.entries({ ...base, ...fields })) {
+          if (v !== undefined && !(k in record)) record[k] = serializable(v);
+        }
+        let line: string;
+        try {
+          line = JSON.stringify(record);
+        } catch {
+          line = JSON.stringify({
+            level,
+            time: record.time,
+            msg,
+            logError: 'unserializable fields',
+          });
+        }
+        write(`${line}\n`);
+      };
+    return {
+      error: at('error'),
+      warn: at('warn'),
+      info: at('info'),
+      debug: at('debug'),
+      child: (fields) => make({ ...base, ...fields }),
+    };
+  };
+  return make(options.base ?? {});
+}
+
+/** Drops everything (tests, library defaults). */
+export const silentLogger: Logger = {
+  error() {},
+  warn() {},
+  info() {},
+  debug() {},
+  child: () => silentLogger,
+};
