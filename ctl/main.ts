@@ -4,7 +4,9 @@ import { describeError } from '../daemon/errors.js';
 import { assertSupportedRuntime } from '../daemon/runtime.js';
 import { registerCaCommands } from './ca-cmd.js';
 import { registerCertsCommand } from './certs-cmd.js';
+import { registerConfigCommands } from './config-cmd.js';
 import { registerLabCommands } from './lab-cmd.js';
+import { registerResourceCommands } from './resource-cmd.js';
 import { registerTokenCommands } from './token-cmd.js';
 
 export function buildProgram(): Command {
@@ -13,7 +15,9 @@ export function buildProgram(): Command {
     .version(process.env.npm_package_version ?? '0.1.0')
     .showHelpAfterError()
     .enablePositionalOptions();
+  registerResourceCommands(program);
   registerCaCommands(program);
+  registerConfigCommands(program);
   registerCertsCommand(program);
   registerLabCommands(program);
   registerTokenCommands(program);

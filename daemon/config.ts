@@ -167,8 +167,10 @@ export interface ServerConfig {
   maxCertTtlMs: number;
   /** Lifetime of node certificates (Join, and node renewals are clamped to it). */
   nodeCertTtlMs: number;
-  /** JSON `{"nodes":{"<node>":["spiffe://…"]}}`: which workload identities run on which node. */
+  /** JSON `{"nodes":{"<node>":["spiffe://…"]}}`: extra static node authorization entries. */
   workloadsFile: string | undefined;
+  /** Where resources live: file:///path (default: <dataDir>/store) or etcd://host:port,…[/prefix]. */
+  store: string | undefined;
 }
 
 const MINUTE_MS = 60_000;
@@ -193,6 +195,7 @@ export const serverSpec: Spec<ServerConfig> = {
     default: DAY_MS,
   },
   workloadsFile: { env: 'WORKLOADS_FILE', parse: parse.string, optional: true },
+  store: { env: 'STORE', parse: parse.string, optional: true },
 };
 
 export const agentSpec: Spec<AgentConfig> = {

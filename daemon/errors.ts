@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   MESHD_E_CA: 'the CA directory is missing, incomplete or would be overwritten',
   MESHD_E_CONTROL_PLANE: 'a call to meshd server failed (unreachable, refused, or an error status)',
   MESHD_E_JOIN: 'the agent has no valid node certificate and could not join the mesh',
+  MESHD_E_NOT_FOUND: 'the named resource does not exist in the registry',
   MESHD_E_NOT_BUILT: 'the requested role or command is not part of this build yet',
   MESHD_E_CERT_ISSUE: 'no valid certificate for a workload identity could be issued or served',
   MESHD_E_JOIN_TOKEN: 'a join token was refused: malformed, unknown, expired or already used',
@@ -34,6 +35,14 @@ export const ERROR_CODES = {
     'a state file of meshd server (join tokens, workloads) is unreadable, invalid or not writable',
   MESHD_E_LISTEN:
     'a server socket could not listen on its address (port in use, address not local)',
+  MESHD_E_INVALID_RESOURCE:
+    'a resource (manifest, stored state or request) failed validation: YAML, kind, field, type, rule, duplicate',
+  MESHD_E_STORE:
+    'the resource store could not be opened, read or written (file store, its lock, etcd)',
+  MESHD_E_CONFLICT:
+    'a store commit was refused: an item changed since it was read (resourceVersion mismatch)',
+  MESHD_E_COMPACTED:
+    'a watch asked for revisions the store has compacted away; list again, watch from there',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

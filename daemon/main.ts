@@ -18,28 +18,44 @@ function redactSecrets(key: string, value: unknown): unknown {
   return /token|secret|password/i.test(key) && typeof value === 'string' ? '<redacted>' : value;
 }
 
+/** A flag that sets a MESHD_* variable (flags win over the environment). */
+interface FlagForVariable {
+  flag: string;
+  variable: string;
+  description: string;
+}
+
 function roleCommand<C extends object>(
   name: string,
   tracking: string,
   load?: (env: Env) => C,
   start?: (config: C) => Promise<void>,
+  flags: FlagForVariable[] = [],
 ): Command {
-  return new Command(name)
-    .option('--print-config', 'print the resolved configuration (from MESHD_* variables) and exit')
-    .action(async (opts: { printConfig?: boolean }) => {
-      const config = load ? load(process.env) : ({} as C);
-      if (opts.printConfig) {
-        console.log(JSON.stringify(config, redactSecrets, 2));
-        return;
-      }
-      if (start) {
-        await start(config);
-        process.exit(0);
-      }
-      throw new MeshdError('MESHD_E_NOT_BUILT', `the ${name} role is not part of this build yet`, {
-        hint: tracking,
-      });
+  const command = new Command(name).option(
+    '--print-config',
+    'print the resolved configuration (from MESHD_* variables) and exit',
+  );
+  for (const f of flags) command.option(f.flag, `${f.description} (sets ${f.variable})`);
+  return command.action(async (opts: Record<string, string | boolean | undefined>) => {
+    const env: Record<string, string | undefined> = { ...process.env };
+    for (const f of flags) {
+      const key = command.options.find((o) => o.flags === f.flag)?.attributeName() ?? '';
+      if (typeof opts[key] === 'string') env[f.variable] = opts[key] as string;
+    }
+    const config = load ? load(env) : ({} as C);
+    if (opts.printConfig === true) {
+      console.log(JSON.stringify(config, redactSecrets, 2));
+      return;
+    }
+    if (start) {
+      await start(config);
+      process.exit(0);
+    }
+    throw new MeshdError('MESHD_E_NOT_BUILT', `the ${name} role is not part of this build yet`, {
+      hint: tracking,
     });
+  });
 }
 
 async function startServerRole(config: Readonly<ServerConfig>): Promise<void> {
@@ -59,9 +75,14 @@ async function main(): Promise<void> {
   assertSupportedRuntime();
   const program = new Command('meshd').description('meshd node proxy, control plane and waypoint');
   program.addCommand(
-    roleCommand('server', '', loadServerConfig, startServerRole).description(
-      'the control plane: CA (gRPC over mTLS), join tokens, node authorization',
-    ),
+    roleCommand('server', '', loadServerConfig, startServerRole, [
+      {
+        flag: '--store <url>',
+        variable: 'MESHD_STORE',
+        description:
+          'file:///path (default <data dir>/store) or etcd://host:port[,host:port][/prefix]',
+      },
+    ]).description('the control plane: CA and registry over gRPC/mTLS, join tokens, discovery'),
   );
   program.addCommand(
     roleCommand('agent', '', loadAgentConfig, startAgentRole).description(

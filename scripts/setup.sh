@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Packages the lab, the tests and the addon build use.
-packages="iproute2 iptables containernetworking-plugins curl python3 make g++ procps openssl"
+packages="iproute2 iptables containernetworking-plugins curl python3 make g++ procps openssl etcd-server"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
@@ -25,6 +25,10 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  # Debian starts a system etcd on install; meshd's tests start their own on free ports.
+  case "$missing" in *etcd-server*)
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi ;;
+  esac
 fi
 
 # npm ci when node_modules is missing or older than the lockfile.

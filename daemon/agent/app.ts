@@ -4,6 +4,7 @@
  * readiness endpoints; capture and the HBONE data path arrive with the node-proxy issue.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import type { AgentConfig } from '../config.js';
 import { MeshdError } from '../errors.js';
@@ -17,6 +18,7 @@ import {
   startHttpEndpoint,
 } from '../telemetry/index.js';
 import { AgentIdentity } from './identity.js';
+import { StateSync } from './state-sync.js';
 
 export interface AgentDeps {
   logger?: Logger;
@@ -28,6 +30,7 @@ export interface AgentDeps {
 
 export interface AgentHandle {
   identity: AgentIdentity;
+  sync: StateSync;
   adminPort: number;
   metricsPort: number;
   readinessPort: number;
@@ -74,6 +77,22 @@ const json = (value: unknown) => ({
   contentType: 'application/json',
 });
 
+/** Everything the agent knows, sorted and stable, for /config_dump and `meshctl agent -f`. */
+function configDump(identity: AgentIdentity, sync: StateSync) {
+  const state = sync.state.toJSON();
+  return {
+    node: identity.nodeId,
+    roots: identity.roots.length,
+    certificates: certificateRows(identity.list()),
+    registry: {
+      revision: state.revision,
+      source: sync.source,
+      connectedTo: sync.connectedTo ?? null,
+      resources: state.resources,
+    },
+  };
+}
+
 export async function startAgent(
   config: Readonly<AgentConfig>,
   deps: AgentDeps = {},
@@ -82,9 +101,13 @@ export async function startAgent(
     deps.logger ??
     createJsonLogger({ level: config.logLevel, base: { role: 'agent', node: config.nodeName } });
   const registry = new Registry();
+  const servers = config.serverAddress
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const identity = await AgentIdentity.start({
     stateDir: config.stateDir,
-    serverAddress: config.serverAddress,
+    serverAddress: servers[0] ?? config.serverAddress,
     trustDomain: config.trustDomain,
     nodeName: config.nodeName,
     joinToken: config.joinToken,
@@ -99,6 +122,21 @@ export async function startAgent(
     { node: identity.nodeId, notAfter: identity.nodeCertificate.notAfter.toISOString() },
     'node identity ready',
   );
+  const sync = new StateSync({
+    servers,
+    node: config.nodeName,
+    stateFile: join(config.stateDir, 'registry-state.json'),
+    logger: logger.child({ component: 'registry' }),
+    credentials: () => ({
+      trustDomain: config.trustDomain,
+      bundlePem: identity.roots.join(''),
+      identity: {
+        certChainPem: identity.nodeCertificate.certChainPem,
+        keyPem: identity.nodeCertificate.keyPem,
+      },
+    }),
+  });
+  sync.start();
   let stopping = false;
   const endpoints: HttpEndpoint[] = [];
   try {
@@ -110,12 +148,7 @@ export async function startAgent(
         logger,
         routes: {
           '/certs': () => json(certificateRows(identity.list())),
-          '/config_dump': () =>
-            json({
-              node: identity.nodeId,
-              roots: identity.roots.length,
-              certificates: certificateRows(identity.list()),
-            }),
+          '/config_dump': () => json(configDump(identity, sync)),
         },
       }),
       await startHttpEndpoint({
@@ -137,18 +170,21 @@ export async function startAgent(
     );
   } catch (err) {
     await Promise.all(endpoints.map((e) => e.close()));
+    sync.close();
     identity.close();
     throw err;
   }
   const [admin, metrics, readiness] = endpoints as [HttpEndpoint, HttpEndpoint, HttpEndpoint];
   return {
     identity,
+    sync,
     adminPort: admin.port,
     metricsPort: metrics.port,
     readinessPort: readiness.port,
     async close() {
       if (stopping) return;
       stopping = true;
+      sync.close();
       identity.close();
       await Promise.all(endpoints.map((e) => e.close()));
       logger.info({}, 'agent stopped');

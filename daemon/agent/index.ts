@@ -13,3 +13,4 @@ export {
 export { AgentIdentity, type AgentIdentityOptions } from './identity.js';
 export { NODE_FILES } from './node-identity.js';
 export { runAgent } from './run.js';
+export { StateSync, type StateSyncOptions, type SyncSource } from './state-sync.js';

@@ -62,6 +62,8 @@ export function channelCredentials(creds: ClientCredentials): grpc.ChannelCreden
 
 export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.ssl_target_name_override': 'meshd-server',
+  // A registry snapshot of a large mesh (10,000 workloads) is several MiB.
+  'grpc.max_receive_message_length': 256 * 1024 * 1024,
 };
 
 type Unary<Req, Res> = (
@@ -72,44 +74,28 @@ type Unary<Req, Res> = (
 ) => grpc.ClientUnaryCall;
 
 /** Promise-returning Identity API client; every error is a MESHD_E_CONTROL_PLANE. */
-export class IdentityClient {
+/** What every meshd gRPC client shares: one channel, a deadline per call, coded errors. */
+export class ControlPlaneClient {
   readonly server: string;
-  readonly #client: grpc.Client;
+  protected readonly client: grpc.Client;
   readonly #timeoutMs: number;
 
-  constructor(options: ConnectOptions) {
+  constructor(service: grpc.ServiceClientConstructor, options: ConnectOptions) {
     this.server = options.server;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const Client = identityService();
-    this.#client = new Client(options.server, channelCredentials(options), CHANNEL_OPTIONS);
-  }
-
-  join(request: JoinRequest): Promise<JoinResponse> {
-    return this.#call('Join', request);
-  }
-  createCertificate(
-    request: CreateCertificateRequest,
-    signal?: AbortSignal,
-  ): Promise<CreateCertificateResponse> {
-    return this.#call('CreateCertificate', request, signal);
-  }
-  getTrustBundle(): Promise<TrustBundle> {
-    return this.#call('GetTrustBundle', {});
-  }
-  createJoinToken(request: CreateJoinTokenRequest): Promise<CreateJoinTokenResponse> {
-    return this.#call('CreateJoinToken', request);
+    this.client = new service(options.server, channelCredentials(options), CHANNEL_OPTIONS);
   }
 
   close(): void {
-    this.#client.close();
+    this.client.close();
   }
 
-  #call<Res>(method: string, request: unknown, signal?: AbortSignal): Promise<Res> {
-    const fn = (this.#client as unknown as Record<string, Unary<unknown, Res>>)[method];
-    if (!fn) throw new Error(`no method ${method} on the Identity client`);
+  protected unary<Res>(method: string, request: unknown, signal?: AbortSignal): Promise<Res> {
+    const fn = (this.client as unknown as Record<string, Unary<unknown, Res>>)[method];
+    if (!fn) throw new Error(`no method ${method} on this client`);
     return new Promise((resolve, reject) => {
       const call = fn.call(
-        this.#client,
+        this.client,
         request,
         new grpc.Metadata(),
         { deadline: Date.now() + this.#timeoutMs },
@@ -120,6 +106,28 @@ export class IdentityClient {
       );
       signal?.addEventListener('abort', () => call.cancel(), { once: true });
     });
+  }
+}
+
+export class IdentityClient extends ControlPlaneClient {
+  constructor(options: ConnectOptions) {
+    super(identityService(), options);
+  }
+
+  join(request: JoinRequest): Promise<JoinResponse> {
+    return this.unary('Join', request);
+  }
+  createCertificate(
+    request: CreateCertificateRequest,
+    signal?: AbortSignal,
+  ): Promise<CreateCertificateResponse> {
+    return this.unary('CreateCertificate', request, signal);
+  }
+  getTrustBundle(): Promise<TrustBundle> {
+    return this.unary('GetTrustBundle', {});
+  }
+  createJoinToken(request: CreateJoinTokenRequest): Promise<CreateJoinTokenResponse> {
+    return this.unary('CreateJoinToken', request);
   }
 }
 

@@ -4,10 +4,12 @@ export {
   type ClientCredentials,
   type ConnectOptions,
   ControlPlaneCallError,
+  ControlPlaneClient,
   channelCredentials,
   controlPlaneError,
   DEFAULT_TIMEOUT_MS,
   IdentityClient,
 } from './identity-client.js';
 export type * from './messages.js';
-export { grpc, identityService, protoPath } from './service.js';
+export { RegistryClient, type WatchStream } from './registry-client.js';
+export { grpc, identityService, protoPath, registryService } from './service.js';

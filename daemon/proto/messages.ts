@@ -28,3 +28,57 @@ export interface CreateJoinTokenResponse {
   token: string;
   expiresAtUnix: number;
 }
+
+export interface ResourceRef {
+  kind: string;
+  namespace: string;
+  name: string;
+}
+export interface ApplyRequest {
+  resources: string[];
+  dryRun: boolean;
+}
+export interface ApplyResult {
+  ref: ResourceRef;
+  action: 'created' | 'configured' | 'unchanged';
+  resourceVersion: string;
+}
+export interface ApplyResponse {
+  results: ApplyResult[];
+  revision: number;
+}
+export interface GetRequest {
+  ref: ResourceRef;
+}
+export interface GetResponse {
+  resource: string;
+}
+export interface ListRequest {
+  kind: string;
+  namespace: string;
+}
+export interface ListResponse {
+  resources: string[];
+  revision: number;
+}
+export interface DeleteRequest {
+  ref: ResourceRef;
+  resourceVersion: string;
+}
+export interface DeleteResponse {
+  revision: number;
+}
+export interface WatchRequest {
+  node: string;
+  fromRevision: number;
+}
+export interface Change {
+  type: 'put' | 'delete';
+  resource: string;
+}
+export interface WatchResponse {
+  type: 'snapshot' | 'changes';
+  revision: number;
+  resources: string[];
+  changes: Change[];
+}

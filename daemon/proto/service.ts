@@ -33,6 +33,13 @@ function loadService(file: string, name: string): grpc.ServiceClientConstructor 
 }
 
 let identity: grpc.ServiceClientConstructor | undefined;
+let registry: grpc.ServiceClientConstructor | undefined;
+
+/** The Registry service (resources, Watch for agents). */
+export function registryService(): grpc.ServiceClientConstructor {
+  registry ??= loadService('registry.proto', 'Registry');
+  return registry;
+}
 
 /** The Identity service: `.service` for servers, `new IdentityClient(addr, creds)` for clients. */
 export function identityService(): grpc.ServiceClientConstructor {

@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import type { ServerConfig } from '../config.js';
 import { describeError, MeshdError } from '../errors.js';
 import type { Clock } from '../identity/index.js';
-import { grpc, identityService } from '../proto/index.js';
+import { grpc, identityService, registryService } from '../proto/index.js';
 import {
   createJsonLogger,
   type HttpEndpoint,
@@ -20,7 +20,14 @@ import {
 import { type CaSnapshot, loadCaSnapshot } from './ca-state.js';
 import { identityHandlers } from './identity-service.js';
 import { ServerMetrics } from './metrics.js';
+import {
+  CombinedWorkloadDirectory,
+  RegistryCache,
+  RegistryWorkloadDirectory,
+  registryHandlers,
+} from './registry/index.js';
 import { ServingIdentity } from './serving-identity.js';
+import { openStore, type Store } from './store/index.js';
 import { JoinTokenStore } from './tokens.js';
 import { StaticWorkloadDirectory, type WorkloadDirectory } from './workloads.js';
 
@@ -34,6 +41,10 @@ export interface ServerDeps {
    * an injected directory is not re-read by reload().
    */
   workloads?: WorkloadDirectory;
+  /** A store opened by the caller (tests); default: openStore(config.store). Not closed by close(). */
+  store?: Store;
+  /** Change batches kept for Watch resumes (default 1000); older resumes get a snapshot. */
+  registryHistory?: number;
   /** How long close() lets calls in flight finish before cutting them (default 5 s). */
   shutdownTimeoutMs?: number;
 }
@@ -64,8 +75,26 @@ export async function startServer(
 
   let snapshot: CaSnapshot = await loadCaSnapshot(config.caDir, trustDomain, clock.now());
   const tokens = await JoinTokenStore.open(config.dataDir, () => clock.now());
-  let workloads: WorkloadDirectory =
+  let staticWorkloads: WorkloadDirectory =
     deps.workloads ?? (await StaticWorkloadDirectory.load(config.workloadsFile, trustDomain));
+  const store: Store =
+    deps.store ??
+    (await openStore(config.store ?? `${config.dataDir}/store`, {
+      logger: logger.child({ component: 'store' }),
+    }));
+  let cache: RegistryCache;
+  try {
+    cache = await RegistryCache.start(
+      store,
+      logger.child({ component: 'registry' }),
+      deps.registryHistory,
+    );
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const registryWorkloads = new RegistryWorkloadDirectory(cache, trustDomain);
+  const workloads = new CombinedWorkloadDirectory(() => [registryWorkloads, staticWorkloads]);
 
   const registry = new Registry();
   const metrics = new ServerMetrics(registry);
@@ -77,11 +106,17 @@ export async function startServer(
     metrics: registry,
     logger: logger.child({ component: 'serving-certificate' }),
   });
-  await serving.start();
+  try {
+    await serving.start();
+  } catch (err) {
+    cache.close();
+    if (!deps.store) await store.close();
+    throw err;
+  }
 
   const server = new grpc.Server({
-    // CSRs and tokens are small; nothing legitimate comes near this.
-    'grpc.max_receive_message_length': 64 * 1024,
+    // CSRs and tokens are small; an Apply of a few thousand resources is the largest request.
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
   });
   server.addService(
     identityService().service,
@@ -97,6 +132,16 @@ export async function startServer(
       logger,
     }),
   );
+  server.addService(
+    registryService().service,
+    registryHandlers({
+      store,
+      cache,
+      snapshot: () => snapshot,
+      clock,
+      logger: logger.child({ component: 'registry' }),
+    }),
+  );
 
   const grpcAddress = hostPort(config.listenAddress, config.grpcPort);
   let grpcPort: number;
@@ -109,6 +154,8 @@ export async function startServer(
   } catch (cause) {
     server.forceShutdown();
     serving.close();
+    cache.close();
+    if (!deps.store) await store.close();
     // grpc-js wraps the system errors: "No address added out of total 1 resolved errors: [...]".
     const message = String((cause as Error).message);
     const system = /errors: \[(.+)\]$/.exec(message)?.[1] ?? message;
@@ -137,6 +184,8 @@ export async function startServer(
   } catch (err) {
     server.forceShutdown();
     serving.close();
+    cache.close();
+    if (!deps.store) await store.close();
     throw err;
   }
 
@@ -157,7 +206,9 @@ export async function startServer(
         });
       });
       serving.close();
+      cache.close();
       await monitoring.close();
+      if (!deps.store) await store.close();
       logger.info({}, 'stopped');
     })();
     return closing;
@@ -171,7 +222,7 @@ export async function startServer(
         const nextWorkloads =
           deps.workloads ?? (await StaticWorkloadDirectory.load(config.workloadsFile, trustDomain));
         snapshot = next;
-        workloads = nextWorkloads;
+        staticWorkloads = nextWorkloads;
         const { reissued } = await serving.refresh(next);
         metrics.caReloads.inc({ result: 'success' });
         logger.info(

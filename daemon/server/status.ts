@@ -14,6 +14,10 @@ const STATUS_OF: Partial<Record<ErrorCode, grpc.status>> = {
   MESHD_E_BAD_REQUEST: grpc.status.INVALID_ARGUMENT,
   MESHD_E_CA: grpc.status.FAILED_PRECONDITION,
   MESHD_E_SERVER_STATE: grpc.status.UNAVAILABLE,
+  MESHD_E_INVALID_RESOURCE: grpc.status.INVALID_ARGUMENT,
+  MESHD_E_CONFLICT: grpc.status.ABORTED,
+  MESHD_E_NOT_FOUND: grpc.status.NOT_FOUND,
+  MESHD_E_STORE: grpc.status.UNAVAILABLE,
 };
 
 export function grpcStatusOf(err: unknown): grpc.status {

@@ -3,7 +3,7 @@
 // without the token, and a reused token is refused.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,6 +19,7 @@ let lab: Lab;
 let dir: string;
 let caDir: string;
 const running: ChildProcess[] = [];
+let server: ChildProcess;
 
 function startRole(node: string, role: string, env: Record<string, string>): ChildProcess {
   const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
@@ -41,7 +42,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'meshd-identity-e2e-'));
   caDir = join(dir, 'ca');
   await initCa({ dir: caDir, trustDomain: 'cluster.local' });
-  const server = startRole('n1', 'server', {
+  server = startRole('n1', 'server', {
     MESHD_CA_DIR: caDir,
     MESHD_DATA_DIR: join(dir, 'server'),
   });
@@ -141,4 +142,42 @@ test('a reused join token is refused and the agent exits with the reason', async
     second.exitCode !== null ? r(second.exitCode) : second.once('exit', r),
   );
   assert.equal(code, 1);
+});
+
+test('an agent follows the registry, and restarted while the server is down serves its saved state', async () => {
+  const stateDir = join(dir, 'agent-registry');
+  const env = agentEnv(stateDir, {
+    MESHD_JOIN_TOKEN: await tokenFor('n2'),
+    MESHD_CA_BUNDLE: join(caDir, 'bundle.pem'),
+  });
+  const agent = startRole('n2', 'agent', env);
+  await waitForOutput(agent, /"msg":"registry stream established"/);
+  const manifest = join(dir, 'wl.yaml');
+  writeFileSync(
+    manifest,
+    'apiVersion: meshd.io/v1alpha1\nkind: Workload\nmetadata: { name: db-1, namespace: shop }\nspec: { node: n2, addresses: [10.40.2.9], serviceAccount: db }\n',
+  );
+  await lab.exec('n1', [meshctl, 'apply', '-f', manifest, '--ca-dir', caDir]);
+  const dump = async () =>
+    JSON.parse(
+      (await lab.exec('n2', ['curl', '-sS', 'http://127.0.0.1:15000/config_dump'])).stdout,
+    ) as {
+      registry: { source: string; resources: { metadata: { name: string } }[] };
+    };
+  const deadline = Date.now() + 10_000;
+  while (!(await dump()).registry.resources.some((r) => r.metadata.name === 'db-1')) {
+    assert.ok(Date.now() < deadline, 'the agent received the applied Workload');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  stop(agent);
+  await new Promise((r) => agent.once('exit', r));
+  stop(server);
+  await new Promise((r) => server.once('exit', r));
+
+  const restarted = startRole('n2', 'agent', agentEnv(stateDir));
+  await waitForOutput(restarted, /"msg":"agent ready"/);
+  const offline = await dump();
+  assert.equal(offline.registry.source, 'disk');
+  assert.ok(offline.registry.resources.some((r) => r.metadata.name === 'db-1'));
+  stop(restarted);
 });

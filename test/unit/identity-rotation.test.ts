@@ -44,6 +44,7 @@ before(async () => {
       maxCertTtlMs: TTL_MS,
       nodeCertTtlMs: TTL_MS,
       workloadsFile: join(dir, 'workloads.json'),
+      store: undefined,
     },
     { logger: silentLogger },
   );

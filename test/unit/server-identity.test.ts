@@ -67,6 +67,7 @@ function config(overrides: Partial<ServerConfig> = {}): ServerConfig {
     maxCertTtlMs: DAY,
     nodeCertTtlMs: DAY,
     workloadsFile: join(dir, 'workloads.json'),
+    store: undefined,
     ...overrides,
   };
 }
