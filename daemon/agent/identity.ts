@@ -21,6 +21,9 @@ import {
   saveNodeCredentials,
 } from './node-identity.js';
 
+/** How long a replaced client keeps serving the calls it already carries. */
+const RETIRE_CLIENT_MS = 30_000;
+
 export interface AgentIdentityOptions extends NodeIdentityOptions {
   workloadTtlSeconds: number;
   nodeTtlSeconds: number;
@@ -37,6 +40,7 @@ export class AgentIdentity {
   readonly #workloads: CertificateManager;
   readonly #node: CertificateManager;
   readonly #bundleTimer: NodeJS.Timeout;
+  readonly #retired = new Set<IdentityClient>();
 
   private constructor(options: AgentIdentityOptions, creds: NodeCredentials) {
     this.#options = options;
@@ -123,6 +127,8 @@ export class AgentIdentity {
     this.#workloads.close();
     this.#node.close();
     this.#client.close();
+    for (const client of this.#retired) client.close();
+    this.#retired.clear();
   }
 
   #useNodeCertificate(cert: IssuedCertificate): void {
@@ -141,9 +147,17 @@ export class AgentIdentity {
     });
   }
 
+  /**
+   * New calls use a client with the new credentials; the old one is closed only after calls it
+   * carries have had time to finish (closing a channel fails calls still connecting).
+   */
   #replaceClient(): void {
     const old = this.#client;
     this.#client = this.#newClient();
-    old.close();
+    this.#retired.add(old);
+    setTimeout(() => {
+      this.#retired.delete(old);
+      old.close();
+    }, RETIRE_CLIENT_MS).unref();
   }
 }
