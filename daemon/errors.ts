@@ -12,7 +12,12 @@ export const ERROR_CODES = {
   MESHD_E_NETNS: 'entering or leaving a network namespace failed',
   MESHD_E_SOCKET: 'a socket operation of the native addon failed (socket, bind, listen, option)',
   MESHD_E_ORIGINAL_DST: 'the original destination of a redirected connection could not be read',
+  MESHD_E_HBONE:
+    'an HBONE tunnel to a peer could not be set up or broke (dial, TLS, peer identity, HTTP/2, timeout)',
+  MESHD_E_HBONE_REFUSED: 'the HBONE peer answered CONNECT with an error status (400, 401, 503)',
   MESHD_E_COMMAND: 'an external command (ip, iptables, a CNI plugin) failed or timed out',
+  MESHD_E_CAPTURE:
+    'the capture rules of a workload namespace could not be applied, removed or read (iptables)',
   MESHD_E_LAB: 'the netns lab could not be built, found or removed',
   MESHD_E_CNI_PLUGIN: 'a CNI plugin run by the lab returned an error result',
   MESHD_E_SPIFFE_ID: 'a SPIFFE ID is malformed or belongs to another trust domain',
