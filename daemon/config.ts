@@ -144,6 +144,12 @@ export interface AgentConfig {
   certTtlMs: number;
   /** How often the trust bundle is fetched again (it changes during a root rotation). */
   bundleRefreshMs: number;
+  /** SO_MARK on every socket the agent opens; the capture rules let marked packets pass. */
+  captureMark: number;
+  connectTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  /** Pooled HBONE connections without streams are closed after this long. */
+  poolIdleTimeoutMs: number;
   adminPort: number;
   metricsPort: number;
   readinessPort: number;
@@ -214,6 +220,22 @@ export const agentSpec: Spec<AgentConfig> = {
     env: 'BUNDLE_REFRESH',
     parse: parse.durationBetween(1_000, DAY_MS),
     default: 5 * MINUTE_MS,
+  },
+  captureMark: { env: 'CAPTURE_MARK', parse: parse.int(1, 0xffffffff), default: 0x539 },
+  connectTimeoutMs: {
+    env: 'CONNECT_TIMEOUT',
+    parse: parse.durationBetween(100, 120_000),
+    default: 5_000,
+  },
+  handshakeTimeoutMs: {
+    env: 'HANDSHAKE_TIMEOUT',
+    parse: parse.durationBetween(100, 120_000),
+    default: 10_000,
+  },
+  poolIdleTimeoutMs: {
+    env: 'POOL_IDLE_TIMEOUT',
+    parse: parse.durationBetween(1_000, DAY_MS),
+    default: 60_000,
   },
   adminPort: { env: 'ADMIN_PORT', parse: parse.port, default: 15000 },
   metricsPort: { env: 'METRICS_PORT', parse: parse.port, default: 15020 },

@@ -17,6 +17,7 @@ import {
   readinessRoute,
   startHttpEndpoint,
 } from '../telemetry/index.js';
+import { Dataplane } from './dataplane.js';
 import { AgentIdentity } from './identity.js';
 import { StateSync } from './state-sync.js';
 
@@ -78,10 +79,19 @@ const json = (value: unknown) => ({
 });
 
 /** Everything the agent knows, sorted and stable, for /config_dump and `meshctl agent -f`. */
-function configDump(identity: AgentIdentity, sync: StateSync) {
+function configDump(identity: AgentIdentity, sync: StateSync, dataplane: Dataplane) {
   const state = sync.state.toJSON();
   return {
     node: identity.nodeId,
+    captured: dataplane
+      .captured()
+      .map((w) => ({
+        workload: `${w.ref.namespace}/${w.ref.name}`,
+        identity: w.identity,
+        netns: w.netns,
+        addresses: [...w.addresses].sort(),
+      }))
+      .sort((a, b) => a.workload.localeCompare(b.workload)),
     roots: identity.roots.length,
     certificates: certificateRows(identity.list()),
     registry: {
@@ -136,7 +146,22 @@ export async function startAgent(
       },
     }),
   });
+  const dataplane = new Dataplane(
+    {
+      node: config.nodeName,
+      trustDomain: config.trustDomain,
+      mark: config.captureMark,
+      connectTimeoutMs: config.connectTimeoutMs,
+      handshakeTimeoutMs: config.handshakeTimeoutMs,
+      idleTimeoutMs: config.poolIdleTimeoutMs,
+    },
+    sync,
+    identity,
+    registry,
+    logger.child({ component: 'dataplane' }),
+  );
   sync.start();
+  dataplane.reconcile();
   let stopping = false;
   const endpoints: HttpEndpoint[] = [];
   try {
@@ -148,7 +173,7 @@ export async function startAgent(
         logger,
         routes: {
           '/certs': () => json(certificateRows(identity.list())),
-          '/config_dump': () => json(configDump(identity, sync)),
+          '/config_dump': () => json(configDump(identity, sync, dataplane)),
         },
       }),
       await startHttpEndpoint({
@@ -162,14 +187,18 @@ export async function startAgent(
         port: config.readinessPort,
         logger,
         routes: {
-          '/healthz/ready': readinessRoute(() =>
-            stopping ? { ready: false, reason: 'shutting down' } : { ready: true },
-          ),
+          '/healthz/ready': readinessRoute(() => {
+            if (stopping) return { ready: false, reason: 'shutting down' };
+            if (sync.source === 'empty') return { ready: false, reason: 'no registry state yet' };
+            if (!dataplane.ready) return { ready: false, reason: 'capturing local workloads' };
+            return { ready: true };
+          }),
         },
       }),
     );
   } catch (err) {
     await Promise.all(endpoints.map((e) => e.close()));
+    await dataplane.close();
     sync.close();
     identity.close();
     throw err;
@@ -184,6 +213,7 @@ export async function startAgent(
     async close() {
       if (stopping) return;
       stopping = true;
+      await dataplane.close();
       sync.close();
       identity.close();
       await Promise.all(endpoints.map((e) => e.close()));

@@ -1,0 +1,196 @@
+/**
+ * The node proxy's data path: reconciles the set of captured workloads with the registry
+ * (enrolled Workloads of this node that have a network namespace), owns the HBONE pool, and
+ * re-checks live connections whenever the state changes.
+ */
+import type { Registry } from 'prom-client';
+import { describeError } from '../errors.js';
+import type { MeshState, Workload } from '../model/index.js';
+import { connectFromNetns } from '../net/index.js';
+import type { Logger } from '../telemetry/index.js';
+import { Balancer } from './balancer.js';
+import { CapturedWorkload } from './captured.js';
+import { SecureContexts } from './contexts.js';
+import { DataplaneMetrics } from './dataplane-metrics.js';
+import { HbonePool } from './hbone/index.js';
+import type { AgentIdentity } from './identity.js';
+import type { StateSync } from './state-sync.js';
+import { type LocalWorkload, localWorkload } from './workload-view.js';
+
+export interface DataplaneOptions {
+  node: string;
+  trustDomain: string;
+  /** SO_MARK of every socket the agent opens; the capture rules let it pass. */
+  mark: number;
+  connectTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  idleTimeoutMs: number;
+}
+
+const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
+
+export class Dataplane {
+  readonly metrics: DataplaneMetrics;
+  readonly pool: HbonePool;
+  readonly #options: DataplaneOptions;
+  readonly #sync: StateSync;
+  readonly #logger: Logger;
+  readonly #contexts: SecureContexts;
+  readonly #captured = new Map<string, CapturedWorkload>();
+  readonly #balancer = new Balancer();
+  #reconciling: Promise<void> = Promise.resolve();
+  #pending = false;
+  #closed = false;
+  #reconciledOnce = false;
+  readonly #unsubscribe: () => void;
+
+  constructor(
+    options: DataplaneOptions,
+    sync: StateSync,
+    identity: AgentIdentity,
+    registry: Registry,
+    logger: Logger,
+  ) {
+    this.#options = options;
+    this.#sync = sync;
+    this.#logger = logger;
+    this.#contexts = new SecureContexts(identity);
+    this.metrics = new DataplaneMetrics(registry, logger.child({ log: 'access' }));
+    this.pool = new HbonePool({
+      trustDomain: options.trustDomain,
+      secureContext: (sourceIdentity: string) => this.#contexts.cached(sourceIdentity),
+      dial: (key) => {
+        const [host = '', port = '15008'] = splitHostPort(key.destination);
+        return connectFromNetns({
+          netns: key.sourceNetns,
+          family: family(host),
+          mark: options.mark,
+          host,
+          port: Number(port),
+          timeoutMs: options.connectTimeoutMs,
+        });
+      },
+      limits: {
+        idleTimeoutMs: options.idleTimeoutMs,
+        connectTimeoutMs: options.connectTimeoutMs,
+        handshakeTimeoutMs: options.handshakeTimeoutMs,
+      },
+      logger,
+    });
+    this.#unsubscribe = sync.onChange(() => this.reconcile());
+  }
+
+  /** True once the first reconcile after a state arrived has finished. */
+  get ready(): boolean {
+    return this.#reconciledOnce;
+  }
+
+  captured(): LocalWorkload[] {
+    return [...this.#captured.values()].map((c) => c.workload);
+  }
+
+  /** Coalesces bursts of changes into one pass at a time. */
+  reconcile(): void {
+    if (this.#closed) return;
+    if (this.#pending) return;
+    this.#pending = true;
+    this.#reconciling = this.#reconciling.then(async () => {
+      this.#pending = false;
+      await this.#reconcileNow().catch((err: unknown) =>
+        this.#logger.error(
+          { err: describeError(err) },
+          'reconcile failed; retrying on the next change',
+        ),
+      );
+    });
+  }
+
+  async #reconcileNow(): Promise<void> {
+    const state = this.#sync.state;
+    const desired = new Map<string, LocalWorkload>();
+    for (const w of state.workloadsOnNode(this.#options.node)) {
+      if (!w.spec.netns || !state.isEnrolled(w)) continue;
+      const view = localWorkload(w as Workload, this.#options.trustDomain);
+      desired.set(`${view.ref.namespace}/${view.ref.name}`, view);
+    }
+    for (const [key, captured] of this.#captured) {
+      const next = desired.get(key);
+      if (
+        !next ||
+        next.netns !== captured.workload.netns ||
+        next.identity !== captured.workload.identity
+      ) {
+        this.#captured.delete(key);
+        await captured.release();
+        this.#logger.info(
+          { workload: key },
+          next ? 'workload changed; capturing again' : 'workload released',
+        );
+      } else {
+        captured.workload = next;
+      }
+    }
+    for (const [key, view] of desired) {
+      if (this.#captured.has(key)) continue;
+      const captured = new CapturedWorkload(this.#capturedDeps(state), view);
+      try {
+        await captured.start();
+        this.#captured.set(key, captured);
+        this.#logger.info(
+          { workload: key, netns: view.netns, identity: view.identity },
+          'workload captured',
+        );
+      } catch (err) {
+        this.#logger.error(
+          { workload: key, err: describeError(err) },
+          'capturing the workload failed',
+        );
+      }
+    }
+    for (const captured of this.#captured.values()) captured.recheck();
+    this.metrics.captured.set(this.#captured.size);
+    if (this.#sync.source !== 'empty') this.#reconciledOnce = true;
+  }
+
+  #capturedDeps(_state: MeshState) {
+    const o = this.#options;
+    const common = {
+      state: () => this.#sync.state,
+      trustDomain: o.trustDomain,
+      metrics: this.metrics,
+      logger: this.#logger,
+      mark: o.mark,
+      connectTimeoutMs: o.connectTimeoutMs,
+    };
+    return {
+      outbound: {
+        ...common,
+        pool: this.pool,
+        balancer: this.#balancer,
+        maxAttempts: 3,
+        warmIdentity: (id: string) => this.#contexts.forIdentity(id),
+      },
+      inbound: common,
+      contexts: this.#contexts,
+      trustDomain: o.trustDomain,
+      mark: o.mark,
+      logger: this.#logger,
+      handshakeTimeoutMs: o.handshakeTimeoutMs,
+    };
+  }
+
+  /** Stops serving; capture rules stay in place (fail closed) for the next agent to adopt. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#unsubscribe();
+    await this.#reconciling;
+    for (const captured of this.#captured.values()) await captured.stop();
+    this.#captured.clear();
+    this.pool.destroy();
+  }
+}
+
+function splitHostPort(value: string): [string, string] {
+  const m = /^\[(.+)\]:(\d+)$/.exec(value) ?? /^([^:]+):(\d+)$/.exec(value);
+  return [m?.[1] ?? value, m?.[2] ?? ''];
+}

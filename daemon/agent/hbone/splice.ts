@@ -1,0 +1,91 @@
+/**
+ * Copies bytes both ways between two duplex streams (an HTTP/2 CONNECT stream and a TCP
+ * socket, or two of either) with back-pressure and half-close: when one side ends its writing
+ * half, the other side's writing half is ended and the opposite direction keeps flowing until
+ * it ends too. A real error on one side aborts the other: an HTTP/2 stream gets RST_STREAM
+ * CONNECT_ERROR, a TCP socket a TCP RST (RFC 9113 §8.5). Normal ends never reset anything.
+ */
+import { type Http2Stream, constants as h2 } from 'node:http2';
+import { Socket } from 'node:net';
+import { type Duplex, finished } from 'node:stream';
+
+export interface SpliceResult {
+  /** Bytes read from `a` and written to `b`. */
+  bytesAtoB: number;
+  bytesBtoA: number;
+  durationMs: number;
+  /** The first real error on either side (a reset, a socket error), if any. */
+  error: Error | undefined;
+}
+
+function isHttp2Stream(side: Duplex): side is Duplex & Http2Stream {
+  return (
+    'rstCode' in side && 'session' in side && typeof (side as Http2Stream).close === 'function'
+  );
+}
+
+/** Tears a side down as an error: RST for HTTP/2 streams and TCP sockets, destroy otherwise. */
+export function abortSide(side: Duplex, err?: Error): void {
+  if (side.destroyed) return;
+  if (isHttp2Stream(side)) {
+    // close() submits the RST_STREAM right after emitting 'aborted'; destroying the stream in
+    // between (a re-entrant call from an 'aborted' listener) would drop the RST, so a closed
+    // stream is destroyed only on the next turn.
+    if (!side.closed) side.close(h2.NGHTTP2_CONNECT_ERROR);
+    else setImmediate(() => side.destroy());
+  } else if (side instanceof Socket && !side.connecting && side.readyState !== 'closed') {
+    try {
+      side.resetAndDestroy();
+    } catch {
+      side.destroy();
+    }
+  } else {
+    side.destroy(err);
+  }
+}
+
+/**
+ * Splices `a` and `b`; resolves (never rejects) once both sides are closed. Both should keep
+ * their writing half open after the peer's FIN (allowHalfOpen; HTTP/2 streams always do). A
+ * TCP socket passed here is switched to allowHalfOpen.
+ */
+export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
+  const started = performance.now();
+  let bytesAtoB = 0;
+  let bytesBtoA = 0;
+  let error: Error | undefined;
+  for (const side of [a, b]) {
+    if (side instanceof Socket) side.allowHalfOpen = true;
+  }
+  return new Promise((resolve) => {
+    let open = 2;
+    const closed = () => {
+      if (--open > 0) return;
+      resolve({ bytesAtoB, bytesBtoA, durationMs: performance.now() - started, error });
+    };
+    const watch = (side: Duplex, other: Duplex) => {
+      side.on('error', (err: Error) => {
+        error ??= err;
+      });
+      finished(side, (err) => {
+        if (err) {
+          error ??= err;
+          abortSide(side, err);
+          abortSide(other, err);
+        }
+      });
+      if (side.destroyed) queueMicrotask(closed);
+      else side.once('close', closed);
+    };
+    a.on('data', (chunk: Buffer) => {
+      bytesAtoB += chunk.length;
+    });
+    b.on('data', (chunk: Buffer) => {
+      bytesBtoA += chunk.length;
+    });
+    watch(a, b);
+    watch(b, a);
+    a.pipe(b);
+    b.pipe(a);
+  });
+}

@@ -1,0 +1,273 @@
+/**
+ * Inbound traffic of a captured workload: HBONE CONNECT streams (15008) and captured plaintext
+ * (15006). Both check PeerAuthentication and AuthorizationPolicy for this workload before
+ * connecting to the application (from inside its namespace, with the bypass mark), and keep
+ * the connection in a live set so a policy change can re-check it and close it if now denied.
+ */
+import type { Socket } from 'node:net';
+import { describeError, errorReason } from '../errors.js';
+import type { MeshState } from '../model/index.js';
+import { connectFromNetns, originalDst } from '../net/index.js';
+import { type ConnectionAttributes, evaluate } from '../policy/index.js';
+import type { Logger } from '../telemetry/index.js';
+import type { ConnectionRecord, DataplaneMetrics } from './dataplane-metrics.js';
+import { type ConnectDecision, type ConnectRequest, splice } from './hbone/index.js';
+import { AGENT_PORT_SET, type LocalWorkload, peerOf, plainIp } from './workload-view.js';
+
+export interface InboundDeps {
+  state: () => MeshState;
+  trustDomain: string;
+  metrics: DataplaneMetrics;
+  logger: Logger;
+  mark: number;
+  connectTimeoutMs: number;
+}
+
+interface LiveConnection {
+  attributes: ConnectionAttributes;
+  close(reason: string, policy: string | undefined): void;
+}
+
+/** The connections of one workload that policy may have to cut. */
+export class LiveConnections {
+  readonly #live = new Set<LiveConnection>();
+
+  add(c: LiveConnection): () => void {
+    this.#live.add(c);
+    return () => this.#live.delete(c);
+  }
+
+  /** Re-evaluates every live connection; closes the denied ones. Returns how many were closed. */
+  recheck(
+    decide: (a: ConnectionAttributes) => { allowed: boolean; reason: string; policy?: string },
+  ): number {
+    let closed = 0;
+    for (const c of [...this.#live]) {
+      const d = decide(c.attributes);
+      if (!d.allowed) {
+        this.#live.delete(c);
+        c.close(d.reason, d.policy);
+        closed += 1;
+      }
+    }
+    return closed;
+  }
+
+  closeAll(): void {
+    for (const c of [...this.#live]) c.close('workload released', undefined);
+    this.#live.clear();
+  }
+
+  get size(): number {
+    return this.#live.size;
+  }
+}
+
+function decideFor(deps: InboundDeps, workload: LocalWorkload) {
+  return (attributes: ConnectionAttributes) => {
+    const state = deps.state();
+    return evaluate(
+      {
+        policies: state.authorizationPoliciesFor(workload.ref),
+        mtls: state.peerAuthenticationFor(workload.ref),
+      },
+      attributes,
+    );
+  };
+}
+
+const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
+
+/** Connects to the application and splices; records the connection when it ends. */
+async function toApplication(
+  deps: InboundDeps,
+  workload: LocalWorkload,
+  live: LiveConnections,
+  attributes: ConnectionAttributes,
+  record: Omit<ConnectionRecord, 'sentBytes' | 'receivedBytes' | 'durationMs' | 'responseFlags'>,
+  started: number,
+): Promise<Socket> {
+  return connectFromNetns({
+    netns: workload.netns,
+    family: family(attributes.destinationIp),
+    mark: deps.mark,
+    host: attributes.destinationIp,
+    port: attributes.destinationPort,
+    timeoutMs: deps.connectTimeoutMs,
+    allowHalfOpen: true,
+  }).then((upstream) => {
+    deps.metrics.opened.inc(deps.metrics.labels({ ...record, responseFlags: '-' }));
+    let closedBy: { reason: string; policy: string | undefined } | undefined;
+    const remove = live.add({
+      attributes,
+      close(reason, policy) {
+        closedBy = { reason, policy };
+        upstream.destroy();
+      },
+    });
+    upstream.once('close', () => {
+      remove();
+      deps.metrics.finish({
+        ...record,
+        // From the application's side: bytes it wrote went to the client.
+        sentBytes: upstream.bytesRead,
+        receivedBytes: upstream.bytesWritten,
+        durationMs: performance.now() - started,
+        responseFlags: closedBy?.policy ? 'DENY' : '-',
+        error: closedBy ? `closed: ${closedBy.reason}` : undefined,
+        policy: closedBy?.policy,
+      });
+    });
+    return upstream;
+  });
+}
+
+/** The HBONE server's decision for one CONNECT to this workload. */
+export function hboneConnectHandler(
+  deps: InboundDeps,
+  workload: LocalWorkload,
+  live: LiveConnections,
+) {
+  const decide = decideFor(deps, workload);
+  return async (req: ConnectRequest): Promise<ConnectDecision> => {
+    const started = performance.now();
+    const { ip, port } = req.authority;
+    const sourceIp = plainIp(req.source.ip);
+    const state = deps.state();
+    const record = {
+      direction: 'inbound' as const,
+      transport: 'hbone',
+      source: peerOf(state.workloadByIp(sourceIp), sourceIp, deps.trustDomain, req.peer.spiffeId),
+      destination: {
+        ...peerOf(workload.resource, ip, deps.trustDomain, workload.identity),
+        port,
+        service: '',
+      },
+    };
+    const refuse = (
+      status: 400 | 401 | 503,
+      reason: string,
+      flags: string,
+      policy?: string,
+    ): ConnectDecision => {
+      deps.metrics.finish({
+        ...record,
+        sentBytes: 0,
+        receivedBytes: 0,
+        durationMs: performance.now() - started,
+        responseFlags: flags,
+        error: reason,
+        policy,
+      });
+      return { status, reason };
+    };
+    if (!workload.addresses.has(ip))
+      return refuse(
+        400,
+        `${ip} is not an address of ${workload.ref.namespace}/${workload.ref.name}`,
+        'NR',
+      );
+    if (AGENT_PORT_SET.has(port)) return refuse(400, `port ${port} belongs to the agent`, 'NR');
+    const attributes: ConnectionAttributes = {
+      sourceIdentity: req.peer.spiffeId,
+      sourceIp,
+      destinationIp: ip,
+      destinationPort: port,
+    };
+    const decision = decide(attributes);
+    if (!decision.allowed) {
+      deps.metrics.denied.inc({ reason: decision.reason, policy: decision.policy ?? '' });
+      return refuse(401, `denied: ${decision.reason}`, 'DENY', decision.policy);
+    }
+    try {
+      const upstream = await toApplication(deps, workload, live, attributes, record, started);
+      return { status: 200, upstream };
+    } catch (err) {
+      return refuse(
+        503,
+        `upstream ${ip}:${port} unreachable: ${describeError(err).split('\n')[0]}`,
+        'UF',
+      );
+    }
+  };
+}
+
+/** Captured plaintext into this workload (15006): PeerAuthentication, then policy without identity. */
+export function handlePlaintextInbound(
+  deps: InboundDeps,
+  workload: LocalWorkload,
+  live: LiveConnections,
+  client: Socket,
+): void {
+  const started = performance.now();
+  client.on('error', () => {});
+  let dst: { address: string; port: number };
+  try {
+    dst = originalDst(client);
+  } catch (err) {
+    deps.metrics.rejected.inc({ listener: 'inbound-plaintext', reason: errorReason(err) });
+    client.destroy();
+    return;
+  }
+  const sourceIp = plainIp(client.remoteAddress);
+  const state = deps.state();
+  const record = {
+    direction: 'inbound' as const,
+    transport: 'plaintext',
+    source: peerOf(state.workloadByIp(sourceIp), sourceIp, deps.trustDomain, ''),
+    destination: {
+      ...peerOf(workload.resource, plainIp(dst.address), deps.trustDomain, workload.identity),
+      port: dst.port,
+      service: '',
+    },
+  };
+  const attributes: ConnectionAttributes = {
+    sourceIp,
+    destinationIp: plainIp(dst.address),
+    destinationPort: dst.port,
+  };
+  const decision = decideFor(deps, workload)(attributes);
+  if (!decision.allowed) {
+    deps.metrics.denied.inc({ reason: decision.reason, policy: decision.policy ?? '' });
+    client.destroy();
+    deps.metrics.finish({
+      ...record,
+      sentBytes: 0,
+      receivedBytes: 0,
+      durationMs: performance.now() - started,
+      responseFlags: 'DENY',
+      error: `denied: ${decision.reason}`,
+      policy: decision.policy,
+    });
+    return;
+  }
+  toApplication(deps, workload, live, attributes, record, started).then(
+    (upstream) => void splice(client, upstream),
+    (err: unknown) => {
+      client.destroy();
+      deps.metrics.finish({
+        ...record,
+        sentBytes: 0,
+        receivedBytes: 0,
+        durationMs: performance.now() - started,
+        responseFlags: 'UF',
+        error: describeError(err).split('\n')[0],
+      });
+    },
+  );
+}
+
+/** The re-check function for this workload (used on policy changes). */
+export function recheckLive(
+  deps: InboundDeps,
+  workload: LocalWorkload,
+  live: LiveConnections,
+): number {
+  const closed = live.recheck(decideFor(deps, workload));
+  if (closed > 0)
+    deps.logger.info(
+      { workload: workload.ref, closed },
+      'policy changed: closed connections it now denies',
+    );
+  return closed;
+}

@@ -1,0 +1,348 @@
+/**
+ * Captured outbound connections (15001): the original destination decides the path —
+ * a Service VIP:port → an endpoint (balanced, with fallback and ejection) over HBONE; a mesh
+ * workload → HBONE to its :15008 expecting its identity; anything else → passthrough. Every
+ * connection to the peer leaves from the source workload's namespace with the bypass mark.
+ */
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { describeError, errorReason } from '../errors.js';
+import {
+  isEnrolled,
+  type MeshState,
+  type Service,
+  type Workload,
+  workloadIdentity,
+} from '../model/index.js';
+import { connectFromNetns, originalDst } from '../net/index.js';
+import type { Logger } from '../telemetry/index.js';
+import type { Balancer } from './balancer.js';
+import type { ConnectionRecord, DataplaneMetrics, Peer } from './dataplane-metrics.js';
+import { type HbonePool, splice } from './hbone/index.js';
+import {
+  AGENT_PORT_SET,
+  AGENT_PORTS,
+  type LocalWorkload,
+  peerOf,
+  plainIp,
+} from './workload-view.js';
+
+export interface OutboundDeps {
+  state: () => MeshState;
+  /** Makes sure the source identity's TLS context is ready (the pool reads it synchronously). */
+  warmIdentity: (identity: string) => Promise<unknown>;
+  trustDomain: string;
+  pool: HbonePool;
+  balancer: Balancer;
+  metrics: DataplaneMetrics;
+  logger: Logger;
+  mark: number;
+  connectTimeoutMs: number;
+  /** How many endpoints to try before giving up. */
+  maxAttempts: number;
+}
+
+interface Target {
+  ip: string;
+  port: number;
+  workload: Workload | undefined;
+  service: Service | undefined;
+}
+
+const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
+
+export function handleOutbound(deps: OutboundDeps, source: LocalWorkload, client: Socket): void {
+  const started = performance.now();
+  client.on('error', () => {}); // reported through the record below
+  let dst: { address: string; port: number };
+  try {
+    dst = originalDst(client);
+  } catch (err) {
+    deps.metrics.rejected.inc({ listener: 'outbound', reason: errorReason(err) });
+    deps.logger.warn(
+      { err: describeError(err), workload: source.ref },
+      'outbound connection without an original destination; closed',
+    );
+    client.destroy();
+    return;
+  }
+  const dstIp = plainIp(dst.address);
+  const srcPeer = peerOf(
+    source.resource,
+    plainIp(client.remoteAddress),
+    deps.trustDomain,
+    source.identity,
+  );
+  const base = { direction: 'outbound' as const, source: srcPeer };
+  const record = (
+    destination: ConnectionRecord['destination'],
+    transport: string,
+    fields: Partial<ConnectionRecord>,
+  ) =>
+    deps.metrics.finish({
+      ...base,
+      destination,
+      transport,
+      sentBytes: 0,
+      receivedBytes: 0,
+      durationMs: performance.now() - started,
+      responseFlags: '-',
+      ...fields,
+    });
+
+  if (AGENT_PORT_SET.has(dst.port)) {
+    client.destroy();
+    record({ ...emptyPeer(dstIp), port: dst.port, service: '' }, 'refused', {
+      responseFlags: 'DENY',
+      error: `calls to the agent's own port ${dst.port} are refused`,
+    });
+    return;
+  }
+  const state = deps.state();
+  const match = state.serviceAt(dstIp, dst.port);
+  if (match) {
+    void toService(
+      deps,
+      source,
+      client,
+      match.service,
+      match.port.targetPort ?? dst.port,
+      `${dstIp}:${dst.port}`,
+      started,
+      srcPeer,
+    );
+    return;
+  }
+  const workload = state.workloadByIp(dstIp);
+  if (
+    workload &&
+    isEnrolled(
+      workload.metadata.labels ?? {},
+      state.namespaceLabels(workload.metadata.namespace ?? ''),
+    )
+  ) {
+    void viaHbone(
+      deps,
+      source,
+      client,
+      [{ ip: dstIp, port: dst.port, workload, service: undefined }],
+      started,
+      srcPeer,
+    );
+    return;
+  }
+  void passthrough(deps, source, client, dstIp, dst.port, workload, started, srcPeer);
+}
+
+const emptyPeer = (ip: string): Peer => ({ workload: '', namespace: '', principal: '', ip });
+
+async function toService(
+  deps: OutboundDeps,
+  source: LocalWorkload,
+  client: Socket,
+  service: Service,
+  targetPort: number,
+  vip: string,
+  started: number,
+  srcPeer: Peer,
+): Promise<void> {
+  const state = deps.state();
+  const key = { namespace: service.metadata.namespace ?? '', name: service.metadata.name };
+  const endpoints = state.endpoints(key).filter((w) => w.spec.addresses.length > 0);
+  const byIp = new Map(endpoints.map((w) => [w.spec.addresses[0] ?? '', w]));
+  const order = deps.balancer.order(
+    `${key.namespace}/${key.name}`,
+    [...byIp.keys()],
+    service.spec.loadBalancing?.mode,
+  );
+  const targets: Target[] = order
+    .slice(0, deps.maxAttempts)
+    .map((ip) => ({ ip, port: targetPort, workload: byIp.get(ip), service }));
+  if (targets.length === 0) {
+    client.destroy();
+    deps.metrics.finish({
+      direction: 'outbound',
+      transport: 'hbone',
+      source: srcPeer,
+      destination: {
+        ...emptyPeer(vip),
+        port: targetPort,
+        service: `${service.metadata.name}.${key.namespace}`,
+      },
+      sentBytes: 0,
+      receivedBytes: 0,
+      durationMs: performance.now() - started,
+      responseFlags: 'UH',
+      error: `service ${key.namespace}/${key.name} has no endpoints`,
+    });
+    return;
+  }
+  await viaHbone(deps, source, client, targets, started, srcPeer);
+}
+
+/** Tries the targets in order until one tunnel opens; then splices. */
+async function viaHbone(
+  deps: OutboundDeps,
+  source: LocalWorkload,
+  client: Socket,
+  targets: Target[],
+  started: number,
+  srcPeer: Peer,
+): Promise<void> {
+  const failures: string[] = [];
+  for (const target of targets) {
+    if (client.destroyed) return;
+    const expected = target.workload ? workloadIdentity(target.workload, deps.trustDomain) : '';
+    const endpoint = `${target.ip}:${target.port}`;
+    const destination = {
+      ...peerOf(target.workload, target.ip, deps.trustDomain, expected),
+      port: target.port,
+      service: target.service
+        ? `${target.service.metadata.name}.${target.service.metadata.namespace}`
+        : '',
+    };
+    let tunnel: Duplex;
+    try {
+      await deps.warmIdentity(source.identity);
+      tunnel = await deps.pool.connect({
+        key: {
+          sourceIdentity: source.identity,
+          sourceNetns: source.netns,
+          expectedIdentity: expected,
+          destination: hostPort(target.ip, AGENT_PORTS.hbone),
+        },
+        authority: hostPort(target.ip, target.port),
+        headers: {
+          forwarded: `for="${hostPort(srcPeer.ip, client.remotePort ?? 0)}"`,
+          baggage: `k8s.namespace.name=${source.ref.namespace},k8s.workload.name=${source.ref.name}`,
+        },
+      });
+    } catch (err) {
+      failures.push(`${endpoint}: ${describeError(err).split('\n')[0]}`);
+      if (target.service && deps.balancer.failed(target.ip)) {
+        deps.logger.warn(
+          { endpoint, service: destination.service },
+          'endpoint ejected after consecutive failures',
+        );
+      }
+      continue;
+    }
+    if (target.service) {
+      deps.balancer.succeeded(target.ip);
+      deps.balancer.opened(target.ip);
+    }
+    deps.metrics.opened.inc(
+      deps.metrics.labels({
+        direction: 'outbound',
+        transport: 'hbone',
+        source: srcPeer,
+        destination,
+        responseFlags: '-',
+      }),
+    );
+    void splice(client, tunnel).then((r) => {
+      if (target.service) deps.balancer.closed(target.ip);
+      deps.metrics.finish({
+        direction: 'outbound',
+        transport: 'hbone',
+        source: srcPeer,
+        destination,
+        receivedBytes: r.bytesAtoB,
+        sentBytes: r.bytesBtoA,
+        durationMs: performance.now() - started,
+        responseFlags: '-',
+        error: r.error?.message,
+      });
+    });
+    return;
+  }
+  client.destroy();
+  const last = targets.at(-1);
+  deps.metrics.finish({
+    direction: 'outbound',
+    transport: 'hbone',
+    source: srcPeer,
+    destination: {
+      ...peerOf(last?.workload, last?.ip ?? '', deps.trustDomain),
+      port: last?.port ?? 0,
+      service: last?.service
+        ? `${last.service.metadata.name}.${last.service.metadata.namespace}`
+        : '',
+    },
+    sentBytes: 0,
+    receivedBytes: 0,
+    durationMs: performance.now() - started,
+    responseFlags: 'UF',
+    error: failures.join('; '),
+  });
+}
+
+async function passthrough(
+  deps: OutboundDeps,
+  source: LocalWorkload,
+  client: Socket,
+  ip: string,
+  port: number,
+  workload: Workload | undefined,
+  started: number,
+  srcPeer: Peer,
+): Promise<void> {
+  const destination = {
+    ...peerOf(workload, ip, deps.trustDomain, ''),
+    principal: '',
+    port,
+    service: '',
+  };
+  let upstream: Socket;
+  try {
+    upstream = await connectFromNetns({
+      netns: source.netns,
+      family: family(ip),
+      mark: deps.mark,
+      host: ip,
+      port,
+      timeoutMs: deps.connectTimeoutMs,
+      allowHalfOpen: true,
+    });
+  } catch (err) {
+    client.destroy();
+    deps.metrics.finish({
+      direction: 'outbound',
+      transport: 'passthrough',
+      source: srcPeer,
+      destination,
+      sentBytes: 0,
+      receivedBytes: 0,
+      durationMs: performance.now() - started,
+      responseFlags: 'UF',
+      error: describeError(err).split('\n')[0],
+    });
+    return;
+  }
+  deps.metrics.opened.inc(
+    deps.metrics.labels({
+      direction: 'outbound',
+      transport: 'passthrough',
+      source: srcPeer,
+      destination,
+      responseFlags: '-',
+    }),
+  );
+  void splice(client, upstream).then((r) =>
+    deps.metrics.finish({
+      direction: 'outbound',
+      transport: 'passthrough',
+      source: srcPeer,
+      destination,
+      receivedBytes: r.bytesAtoB,
+      sentBytes: r.bytesBtoA,
+      durationMs: performance.now() - started,
+      responseFlags: '-',
+      error: r.error?.message,
+    }),
+  );
+}
+
+export function hostPort(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
