@@ -83,6 +83,7 @@ function configDump(identity: AgentIdentity, sync: StateSync, dataplane: Datapla
   const state = sync.state.toJSON();
   return {
     node: identity.nodeId,
+    pool: dataplane.pool.stats(),
     captured: dataplane
       .captured()
       .map((w) => ({

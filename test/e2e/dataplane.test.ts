@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Lab } from '../../ctl/lab/index.js';
 import { initCa } from '../../daemon/identity/index.js';
-import { startEchoServer, stop, waitForOutput } from '../support/lab-helpers.js';
+import {
+  startEchoServer,
+  stop,
+  supportScript,
+  waitForLine,
+  waitForOutput,
+} from '../support/lab-helpers.js';
 
 const root = new URL('../../..', import.meta.url).pathname;
 const meshd = join(root, 'dist/daemon/main.js');
@@ -84,7 +90,7 @@ apiVersion: meshd.io/v1alpha1
 kind: Namespace
 metadata: { name: legacy }
 ---
-${workloadYaml('n1-w1', 'shop', 'web', 'web')}${workloadYaml('n2-w1', 'shop', 'api', 'api')}${workloadYaml('n2-w2', 'legacy', 'old', 'old')}`);
+${workloadYaml('n1-w1', 'shop', 'web', 'web')}${workloadYaml('n1-w2', 'shop', 'api', 'api')}${workloadYaml('n2-w1', 'shop', 'api', 'api')}${workloadYaml('n2-w2', 'legacy', 'old', 'old')}`);
   for (const node of ['n1', 'n2']) {
     const { stdout: token } = await lab.exec('n1', [
       meshctl,
@@ -282,4 +288,195 @@ test('an enrolled workload reaches a non-mesh workload by passthrough', async ()
   } finally {
     stop(echo);
   }
+});
+
+async function tcpServer(workload: string, mode: string, port: number): Promise<ChildProcess> {
+  const child = lab.spawn(workload, [
+    process.execPath,
+    supportScript('tcp-server'),
+    mode,
+    String(port),
+  ]);
+  await waitForLine(child, 'listening');
+  return child;
+}
+
+async function tcpClient(
+  workload: string,
+  args: string[],
+  timeoutMs = 60_000,
+): Promise<Record<string, string>> {
+  const { stdout } = await lab.exec(
+    workload,
+    [process.execPath, supportScript('tcp-client'), ...args],
+    { timeoutMs },
+  );
+  return JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, string>;
+}
+
+test('STRICT refuses plaintext from a non-mesh workload; PERMISSIVE (the default) lets it in', async () => {
+  const echo = await startEchoServer(lab, 'n1-w1', 8090);
+  const url = `http://${lab.member('n1-w1').ipv4}:8090/`;
+  try {
+    const { stdout } = await lab.exec('n2-w2', ['curl', '-sS', '-m', '5', url]);
+    assert.ok(JSON.parse(stdout).localAddress, 'PERMISSIVE: plaintext reaches the application');
+    await apply(`apiVersion: meshd.io/v1alpha1
+kind: PeerAuthentication
+metadata: { name: strict, namespace: shop }
+spec: { mtls: { mode: STRICT } }
+`);
+    await eventually(
+      'STRICT in force',
+      () =>
+        lab.exec('n2-w2', ['curl', '-sS', '-m', '3', url]).then(
+          () => 'allowed',
+          () => 'refused',
+        ),
+      (r) => r === 'refused',
+    );
+    await eventually(
+      'mtls_required logged',
+      async () => logs.n1?.find((l) => l.includes('mtls_required')),
+      (l) => Boolean(l),
+    );
+    // Mesh traffic is unaffected by STRICT.
+    const meshed = await lab.exec('n2-w1', ['curl', '-sS', '-m', '5', url]);
+    assert.ok(JSON.parse(meshed.stdout).localAddress);
+  } finally {
+    stop(echo);
+    await lab
+      .exec('n1', [
+        meshctl,
+        'delete',
+        'peerauthentication',
+        'strict',
+        '-n',
+        'shop',
+        '--ca-dir',
+        caDir,
+      ])
+      .catch(() => {});
+  }
+});
+
+test('a Service VIP spreads requests over endpoints on both nodes and fails over when one dies', async () => {
+  await apply(`apiVersion: meshd.io/v1alpha1
+kind: Service
+metadata: { name: api, namespace: shop }
+spec: { addresses: [10.96.0.10], ports: [{ port: 80, targetPort: 8080 }], selector: { matchLabels: { app: api } } }
+`);
+  const a = await startEchoServer(lab, 'n1-w2', 8080);
+  const b = await startEchoServer(lab, 'n2-w1', 8080);
+  try {
+    await eventually(
+      'the VIP answers',
+      () => lab.exec('n1-w1', ['curl', '-sS', '-m', '3', 'http://10.96.0.10/']),
+      () => true,
+    );
+    const seen = new Map<string, number>();
+    for (let i = 0; i < 100; i++) {
+      const { stdout } = await lab.exec('n1-w1', ['curl', '-sS', '-m', '5', 'http://10.96.0.10/']);
+      const at = JSON.parse(stdout).localAddress as string;
+      seen.set(at, (seen.get(at) ?? 0) + 1);
+    }
+    assert.equal(seen.size, 2, `both endpoints answered: ${JSON.stringify([...seen])}`);
+    for (const count of seen.values())
+      assert.ok(count >= 30, `balanced: ${JSON.stringify([...seen])}`);
+    stop(a);
+    await new Promise((r) => a.once('exit', r));
+    for (let i = 0; i < 30; i++) {
+      const { stdout } = await lab.exec('n1-w1', ['curl', '-sS', '-m', '5', 'http://10.96.0.10/']);
+      assert.equal(
+        JSON.parse(stdout).localAddress,
+        lab.member('n2-w1').ipv4,
+        'the live endpoint answers',
+      );
+    }
+  } finally {
+    stop(a);
+    stop(b);
+  }
+});
+
+test('200 concurrent connections to one destination share at most 2 HBONE connections', async () => {
+  const server = await tcpServer('n2-w1', 'echo', 9100);
+  const holder = lab.spawn('n1-w1', [
+    process.execPath,
+    supportScript('tcp-client'),
+    'hold',
+    '200',
+    lab.member('n2-w1').ipv4,
+    '9100',
+  ]);
+  try {
+    await waitForLine(holder, '{"held":200}', 30_000);
+    const { stdout } = await lab.exec('n1-w1', [
+      'ss',
+      '-Htn',
+      'state',
+      'established',
+      'dst',
+      `${lab.member('n2-w1').ipv4}:15008`,
+    ]);
+    const tunnels = stdout.split('\n').filter((l) => l.trim()).length;
+    const dump = await lab.exec('n1', ['curl', '-sS', 'http://127.0.0.1:15000/config_dump']);
+    const pool = JSON.stringify((JSON.parse(dump.stdout) as { pool: unknown }).pool);
+    assert.ok(
+      tunnels >= 1 && tunnels <= 2,
+      `${tunnels} HBONE connections on the wire; pool ${pool}`,
+    );
+  } finally {
+    stop(holder);
+    stop(server);
+  }
+});
+
+test('real protocols through the mesh: 1 GiB with equal sha256, half-close, server speaks first', async () => {
+  const target = lab.member('n2-w1').ipv4;
+  const sha = await tcpServer('n2-w1', 'sha', 9200);
+  const echo = await tcpServer('n2-w1', 'echo', 9201);
+  const banner = await tcpServer('n2-w1', 'banner', 9202);
+  try {
+    const big = await tcpClient(
+      'n1-w1',
+      ['sha', String(1024 * 1024 * 1024), target, '9200'],
+      240_000,
+    );
+    assert.equal(big.received, big.sent, '1 GiB arrived intact');
+    assert.deepEqual(await tcpClient('n1-w1', ['halfclose', target, '9201']), { echoed: 'ping' });
+    assert.deepEqual(await tcpClient('n1-w1', ['banner', target, '9202']), {
+      banner: 'HELLO from banner',
+    });
+  } finally {
+    for (const c of [sha, echo, banner]) stop(c);
+  }
+});
+
+test("the agents' metrics count these connections with Istio labels", async () => {
+  const { stdout } = await lab.exec('n1', ['curl', '-sS', 'http://127.0.0.1:15020/metrics']);
+  const opened = stdout
+    .split('\n')
+    .find(
+      (l) =>
+        l.startsWith('istio_tcp_connections_opened_total{') &&
+        l.includes('source_workload="n1-w1"') &&
+        l.includes('destination_workload="n2-w1"') &&
+        l.includes('connection_security_policy="mutual_tls"'),
+    );
+  assert.ok(opened, 'opened counter with source and destination labels');
+  assert.ok(Number(opened.split(' ').at(-1)) >= 100, opened);
+  const sent = stdout
+    .split('\n')
+    .find(
+      (l) =>
+        l.startsWith('istio_tcp_received_bytes_total{') &&
+        l.includes('destination_workload="n2-w1"') &&
+        l.includes('reporter="source"'),
+    );
+  assert.ok(sent && Number(sent.split(' ').at(-1)) > 1024 ** 3, `request bytes counted: ${sent}`);
+  const remote = await lab.exec('n2', ['curl', '-sS', 'http://127.0.0.1:15020/metrics']);
+  assert.match(
+    remote.stdout,
+    /meshd_policy_denials_total\{reason="denied_by_policy",policy="shop\/deny-web"\} [1-9]/,
+  );
 });

@@ -1,0 +1,92 @@
+/**
+ * Raw TCP clients for data-path tests; print one JSON result line.
+ *   hold N HOST PORT     open N connections, round-trip one byte on each, print {held}, keep them
+ *                        open until stdin ends or 60 s pass
+ *   sha BYTES HOST PORT  stream BYTES random bytes (hashing them), end, read the server's sha256
+ *   banner HOST PORT     read the server's first line before writing anything
+ *   halfclose HOST PORT  write "ping", end our half, then read everything the echo sends back
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+
+const [mode, ...args] = process.argv.slice(2);
+const out = (v: unknown) => console.log(JSON.stringify(v));
+const open = (host: string, port: number) =>
+  new Promise<Socket>((resolve, reject) => {
+    const s = connect({ host, port, allowHalfOpen: true }, () => resolve(s));
+    s.once('error', reject);
+  });
+
+async function hold(n: number, host: string, port: number) {
+  const sockets = await Promise.all(
+    Array.from({ length: n }, async () => {
+      const s = await open(host, port);
+      await new Promise<void>((resolve) => {
+        s.once('data', () => resolve());
+        s.write('x');
+      });
+      return s;
+    }),
+  );
+  out({ held: sockets.length });
+  const done = () => process.exit(0);
+  process.stdin.on('end', done);
+  process.stdin.resume();
+  setTimeout(done, 60_000).unref();
+  await new Promise(() => {});
+}
+
+async function sha(bytes: number, host: string, port: number) {
+  const s = await open(host, port);
+  const local = createHash('sha256');
+  let answer = '';
+  s.on('data', (c: Buffer) => {
+    answer += c.toString();
+  });
+  const chunk = 1 << 20;
+  for (let sent = 0; sent < bytes; sent += chunk) {
+    const block = randomBytes(Math.min(chunk, bytes - sent));
+    local.update(block);
+    if (!s.write(block)) await new Promise((r) => s.once('drain', r));
+  }
+  s.end();
+  await new Promise((r) => s.once('end', r));
+  out({ sent: local.digest('hex'), received: answer.trim() });
+}
+
+async function banner(host: string, port: number) {
+  const s = await open(host, port);
+  const line = await new Promise<string>((r) =>
+    s.once('data', (c: Buffer) => r(c.toString().trim())),
+  );
+  s.destroy();
+  out({ banner: line });
+}
+
+async function halfclose(host: string, port: number) {
+  const s = await open(host, port);
+  let back = '';
+  s.on('data', (c: Buffer) => {
+    back += c.toString();
+  });
+  s.end('ping');
+  await new Promise((r) => s.once('end', r));
+  out({ echoed: back });
+}
+
+const [a = '', b = '', c = ''] = args;
+const run =
+  mode === 'hold'
+    ? hold(Number(a), b, Number(c))
+    : mode === 'sha'
+      ? sha(Number(a), b, Number(c))
+      : mode === 'banner'
+        ? banner(a, Number(b))
+        : halfclose(a, Number(b));
+run.then(
+  () => mode !== 'hold' && process.exit(0),
+  (err: unknown) => {
+    console.error(String(err));
+    process.exit(1);
+  },
+);
