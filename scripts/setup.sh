@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Packages the lab, the tests and the addon build use.
-packages="iproute2 iptables containernetworking-plugins curl python3 make g++ procps openssl etcd-server tcpdump util-linux nftables"
+packages="iproute2 iptables containernetworking-plugins curl python3 make g++ procps openssl etcd-server tcpdump util-linux nftables redis-server redis-tools openssl"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
@@ -25,10 +25,11 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  # Debian starts a system etcd on install; meshd's tests start their own on free ports.
-  case "$missing" in *etcd-server*)
-    if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi ;;
-  esac
+  # Debian starts system etcd and redis services on install; meshd's tests start their own
+  # inside lab namespaces or on free loopback ports.
+  if command -v systemctl >/dev/null 2>&1; then
+    for unit in etcd redis-server; do systemctl disable --now "$unit" >/dev/null 2>&1 || true; done
+  fi
 fi
 
 # npm ci when node_modules is missing or older than the lockfile.

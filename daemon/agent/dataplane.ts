@@ -3,7 +3,7 @@
  * (enrolled Workloads of this node that have a network namespace), owns the HBONE pool, and
  * re-checks live connections whenever the state changes.
  */
-import type { Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import { describeError } from '../errors.js';
 import type { MeshState, Workload } from '../model/index.js';
 import { connectFromNetns } from '../net/index.js';
@@ -78,6 +78,7 @@ export class Dataplane {
       logger,
     });
     this.#unsubscribe = sync.onChange(() => this.reconcile());
+    registerPoolMetrics(registry, () => this.pool.stats());
   }
 
   /** True once the first reconcile after a state arrived has finished. */
@@ -188,6 +189,38 @@ export class Dataplane {
     this.#captured.clear();
     this.pool.destroy();
   }
+}
+
+/** The pool's own counters, read when Prometheus scrapes. */
+function registerPoolMetrics(
+  registry: Registry,
+  stats: () => ReturnType<HbonePool['stats']>,
+): void {
+  const gauge = (name: string, help: string, read: (s: ReturnType<HbonePool['stats']>) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(stats()));
+      },
+    });
+  gauge(
+    'meshd_hbone_pool_connections',
+    'Pooled outbound HBONE (HTTP/2) connections',
+    (s) => s.connections,
+  );
+  gauge('meshd_hbone_pool_streams', 'Live outbound CONNECT streams', (s) => s.streams);
+  gauge(
+    'meshd_hbone_pool_handshakes',
+    'Outbound TLS handshakes completed since start',
+    (s) => s.handshakes,
+  );
+  gauge(
+    'meshd_hbone_pool_setup_failures',
+    'Outbound HBONE connection set-ups that failed since start',
+    (s) => s.setupFailures,
+  );
 }
 
 function splitHostPort(value: string): [string, string] {

@@ -474,9 +474,100 @@ test("the agents' metrics count these connections with Istio labels", async () =
         l.includes('reporter="source"'),
     );
   assert.ok(sent && Number(sent.split(' ').at(-1)) > 1024 ** 3, `request bytes counted: ${sent}`);
+  assert.match(stdout, /^meshd_hbone_pool_handshakes [1-9]/m);
   const remote = await lab.exec('n2', ['curl', '-sS', 'http://127.0.0.1:15020/metrics']);
   assert.match(
     remote.stdout,
     /meshd_policy_denials_total\{reason="denied_by_policy",policy="shop\/deny-web"\} [1-9]/,
   );
+});
+
+test('Redis with redis-benchmark through the mesh, unchanged', async () => {
+  const redis = lab.spawn('n2-w1', [
+    'redis-server',
+    '--port',
+    '6379',
+    '--bind',
+    '0.0.0.0',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--protected-mode',
+    'no',
+  ]);
+  try {
+    await waitForOutput(redis, /Ready to accept connections/);
+    const { stdout } = await lab.exec(
+      'n1-w1',
+      [
+        'redis-benchmark',
+        '-h',
+        lab.member('n2-w1').ipv4,
+        '-p',
+        '6379',
+        '-n',
+        '5000',
+        '-c',
+        '20',
+        '-t',
+        'set,get',
+        '-q',
+      ],
+      { timeoutMs: 120_000 },
+    );
+    assert.match(stdout, /SET: [\d.]+ requests per second/);
+    assert.match(stdout, /GET: [\d.]+ requests per second/);
+    const { stdout: ping } = await lab.exec('n1-w1', [
+      'redis-cli',
+      '-h',
+      lab.member('n2-w1').ipv4,
+      'ping',
+    ]);
+    assert.equal(ping.trim(), 'PONG');
+  } finally {
+    stop(redis);
+  }
+});
+
+test('junk and TLS without a client certificate on 15008 are refused and logged; other traffic goes on', async () => {
+  const target = lab.member('n2-w1').ipv4;
+  const echo = await startEchoServer(lab, 'n2-w1', 8095);
+  try {
+    // From a non-mesh workload (nothing captures its traffic): straight to the HBONE port.
+    await lab
+      .exec('n2-w2', [
+        'bash',
+        '-c',
+        `printf 'GET / HTTP/1.0\\r\\n\\r\\n' > /dev/tcp/${target}/15008`,
+      ])
+      .catch(() => {});
+    await lab
+      .exec(
+        'n2-w2',
+        ['bash', '-c', `openssl s_client -connect ${target}:15008 -alpn h2 -tls1_3 < /dev/null`],
+        { timeoutMs: 15_000 },
+      )
+      .catch(() => {});
+    for (const reason of ['not-tls', 'no-client-certificate']) {
+      await eventually(
+        `${reason} logged`,
+        async () =>
+          logs.n2?.find(
+            (l) => l.includes('"HBONE connection refused"') && l.includes(`"reason":"${reason}"`),
+          ),
+        (l) => Boolean(l),
+      );
+    }
+    const { stdout } = await lab.exec('n1-w1', [
+      'curl',
+      '-sS',
+      '-m',
+      '5',
+      `http://${target}:8095/`,
+    ]);
+    assert.ok(JSON.parse(stdout).localAddress, 'mesh traffic unaffected');
+  } finally {
+    stop(echo);
+  }
 });
