@@ -6,12 +6,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
-import type { AgentConfig } from '../config.js';
+import type { AgentConfig, LogLevel } from '../config.js';
 import { MeshdError } from '../errors.js';
 import type { CertificateStatus } from '../identity/index.js';
 import {
   createJsonLogger,
   type HttpEndpoint,
+  type LevelControl,
+  LOG_LEVELS,
   type Logger,
   metricsRoute,
   readinessRoute,
@@ -23,6 +25,8 @@ import { StateSync } from './state-sync.js';
 
 export interface AgentDeps {
   logger?: Logger;
+  /** Lets GET /logging?level= change the log level at run time. */
+  levels?: LevelControl;
   /** Where the admin endpoint listens (DESIGN: loopback only). */
   adminHost?: string;
   /** Where metrics and readiness listen. */
@@ -78,6 +82,20 @@ const json = (value: unknown) => ({
   contentType: 'application/json',
 });
 
+/** GET /logging shows the level; GET /logging?level=debug changes it (like ztunnel's admin). */
+function loggingRoute(url: string, levels: LevelControl | undefined, logger: Logger) {
+  if (!levels) return { status: 404, body: 'log level is fixed in this process\n' };
+  const wanted = new URL(url, 'http://admin').searchParams.get('level');
+  if (wanted !== null) {
+    if (!(LOG_LEVELS as string[]).includes(wanted)) {
+      return { status: 400, body: `unknown level "${wanted}" (use ${LOG_LEVELS.join(', ')})\n` };
+    }
+    levels.setLevel(wanted as LogLevel);
+    logger.info({ level: wanted }, 'log level changed');
+  }
+  return { status: 200, body: `level: ${levels.level()}\n` };
+}
+
 /** Everything the agent knows, sorted and stable, for /config_dump and `meshctl agent -f`. */
 function configDump(identity: AgentIdentity, sync: StateSync, dataplane: Dataplane) {
   const state = sync.state.toJSON();
@@ -108,9 +126,11 @@ export async function startAgent(
   config: Readonly<AgentConfig>,
   deps: AgentDeps = {},
 ): Promise<AgentHandle> {
-  const logger =
-    deps.logger ??
-    createJsonLogger({ level: config.logLevel, base: { role: 'agent', node: config.nodeName } });
+  const own = deps.logger
+    ? undefined
+    : createJsonLogger({ level: config.logLevel, base: { role: 'agent', node: config.nodeName } });
+  const logger: Logger = deps.logger ?? (own as Logger);
+  const levels = deps.levels ?? own;
   const registry = new Registry();
   const servers = config.serverAddress
     .split(',')
@@ -175,6 +195,7 @@ export async function startAgent(
         routes: {
           '/certs': () => json(certificateRows(identity.list())),
           '/config_dump': () => json(configDump(identity, sync, dataplane)),
+          '/logging': (req) => loggingRoute(req.url ?? '', levels, logger),
         },
       }),
       await startHttpEndpoint({

@@ -13,6 +13,8 @@ export {
 export {
   createJsonLogger,
   type JsonLoggerOptions,
+  type LevelControl,
+  LOG_LEVELS,
   type LogFields,
   type Logger,
   silentLogger,

@@ -48,8 +48,17 @@ function pickCode(err: Error): LogFields {
   return 'code' in err && typeof err.code === 'string' ? { code: err.code } : {};
 }
 
-export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
-  const min = SEVERITY[options.level ?? 'info'];
+/** A logger whose level can change at run time (the agent's /logging endpoint). */
+export interface LevelControl {
+  level(): LogLevel;
+  setLevel(level: LogLevel): void;
+}
+
+export const LOG_LEVELS = Object.keys(SEVERITY) as LogLevel[];
+
+export function createJsonLogger(options: JsonLoggerOptions = {}): Logger & LevelControl {
+  let current: LogLevel = options.level ?? 'info';
+  let min = SEVERITY[current];
   const write = options.write ?? ((line: string) => void process.stderr.write(line));
   const now = options.now ?? Date.now;
   const make = (base: LogFields): Logger => {
@@ -82,7 +91,13 @@ export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
       child: (fields) => make({ ...base, ...fields }),
     };
   };
-  return make(options.base ?? {});
+  return Object.assign(make(options.base ?? {}), {
+    level: () => current,
+    setLevel(level: LogLevel) {
+      current = level;
+      min = SEVERITY[level];
+    },
+  });
 }
 
 /** Drops everything (tests, library defaults). */

@@ -475,6 +475,18 @@ test("the agents' metrics count these connections with Istio labels", async () =
     );
   assert.ok(sent && Number(sent.split(' ').at(-1)) > 1024 ** 3, `request bytes counted: ${sent}`);
   assert.match(stdout, /^meshd_hbone_pool_handshakes [1-9]/m);
+  const level = await lab.exec('n1', ['curl', '-sS', 'http://127.0.0.1:15000/logging?level=debug']);
+  assert.equal(level.stdout, 'level: debug\n');
+  const bad = await lab.exec('n1', [
+    'curl',
+    '-sS',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code}',
+    'http://127.0.0.1:15000/logging?level=loud',
+  ]);
+  assert.equal(bad.stdout, '400');
   const remote = await lab.exec('n2', ['curl', '-sS', 'http://127.0.0.1:15020/metrics']);
   assert.match(
     remote.stdout,
