@@ -150,6 +150,11 @@ export interface AgentConfig {
   handshakeTimeoutMs: number;
   /** Pooled HBONE connections without streams are closed after this long. */
   poolIdleTimeoutMs: number;
+  /** Per captured workload: open outbound connections, and connects waiting for a tunnel. */
+  maxConnectionsPerWorkload: number;
+  maxPendingConnectsPerWorkload: number;
+  /** On SIGTERM: how long live connections may take to finish before they are closed. */
+  drainTimeoutMs: number;
   adminPort: number;
   metricsPort: number;
   readinessPort: number;
@@ -236,6 +241,21 @@ export const agentSpec: Spec<AgentConfig> = {
     env: 'POOL_IDLE_TIMEOUT',
     parse: parse.durationBetween(1_000, DAY_MS),
     default: 60_000,
+  },
+  maxConnectionsPerWorkload: {
+    env: 'MAX_CONNECTIONS_PER_WORKLOAD',
+    parse: parse.int(1, 1_000_000),
+    default: 10_000,
+  },
+  maxPendingConnectsPerWorkload: {
+    env: 'MAX_PENDING_CONNECTS_PER_WORKLOAD',
+    parse: parse.int(1, 100_000),
+    default: 1_000,
+  },
+  drainTimeoutMs: {
+    env: 'DRAIN_TIMEOUT',
+    parse: parse.durationBetween(0, 600_000),
+    default: 5_000,
   },
   adminPort: { env: 'ADMIN_PORT', parse: parse.port, default: 15000 },
   metricsPort: { env: 'METRICS_PORT', parse: parse.port, default: 15020 },

@@ -175,6 +175,8 @@ export async function startAgent(
       connectTimeoutMs: config.connectTimeoutMs,
       handshakeTimeoutMs: config.handshakeTimeoutMs,
       idleTimeoutMs: config.poolIdleTimeoutMs,
+      maxConnectionsPerWorkload: config.maxConnectionsPerWorkload,
+      maxPendingConnectsPerWorkload: config.maxPendingConnectsPerWorkload,
     },
     sync,
     identity,
@@ -235,7 +237,7 @@ export async function startAgent(
     async close() {
       if (stopping) return;
       stopping = true;
-      await dataplane.close();
+      await dataplane.close(config.drainTimeoutMs);
       sync.close();
       identity.close();
       await Promise.all(endpoints.map((e) => e.close()));

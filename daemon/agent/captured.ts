@@ -18,10 +18,12 @@ import {
   LiveConnections,
   recheckLive,
 } from './inbound.js';
+import { ConnectionLimiter, type WorkloadLimits } from './limits.js';
 import { handleOutbound, type OutboundDeps } from './outbound.js';
 import { AGENT_PORTS, type LocalWorkload } from './workload-view.js';
 
 export interface CapturedDeps {
+  limits: WorkloadLimits;
   outbound: OutboundDeps;
   inbound: InboundDeps;
   contexts: SecureContexts;
@@ -34,6 +36,7 @@ export interface CapturedDeps {
 export class CapturedWorkload {
   workload: LocalWorkload;
   readonly live = new LiveConnections();
+  readonly #limiter: ConnectionLimiter;
   readonly #deps: CapturedDeps;
   readonly #servers: Server[] = [];
   #hbone: HboneServer | undefined;
@@ -41,6 +44,7 @@ export class CapturedWorkload {
   constructor(deps: CapturedDeps, workload: LocalWorkload) {
     this.#deps = deps;
     this.workload = workload;
+    this.#limiter = new ConnectionLimiter(deps.limits);
   }
 
   async start(): Promise<void> {
@@ -75,7 +79,7 @@ export class CapturedWorkload {
     try {
       this.#servers.push(
         await this.#listen(AGENT_PORTS.outbound, (s) =>
-          handleOutbound(deps.outbound, this.workload, s),
+          handleOutbound(deps.outbound, this.workload, s, this.#limiter),
         ),
       );
       this.#servers.push(
@@ -96,9 +100,15 @@ export class CapturedWorkload {
     return recheckLive(this.#deps.inbound, this.workload, this.live);
   }
 
-  /** Closes the listeners and live connections; the capture rules stay. */
-  async stop(): Promise<void> {
+  /**
+   * Stops accepting; lets HBONE streams finish for up to `drainMs` (GOAWAY tells peers to use
+   * new connections), then closes what is left. The capture rules stay.
+   */
+  async stop(drainMs = 0): Promise<void> {
     for (const server of this.#servers.splice(0)) server.close();
+    if (drainMs > 0 && this.#hbone) {
+      await Promise.race([this.#hbone.close(), new Promise((r) => setTimeout(r, drainMs).unref())]);
+    }
     this.live.closeAll();
     this.#hbone?.destroy();
   }

@@ -25,6 +25,9 @@ export interface DataplaneOptions {
   connectTimeoutMs: number;
   handshakeTimeoutMs: number;
   idleTimeoutMs: number;
+  /** Per captured workload: open outbound connections, and connects waiting for a tunnel. */
+  maxConnectionsPerWorkload: number;
+  maxPendingConnectsPerWorkload: number;
 }
 
 const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
@@ -173,6 +176,10 @@ export class Dataplane {
       },
       inbound: common,
       contexts: this.#contexts,
+      limits: {
+        maxConnections: o.maxConnectionsPerWorkload,
+        maxPendingConnects: o.maxPendingConnectsPerWorkload,
+      },
       trustDomain: o.trustDomain,
       mark: o.mark,
       logger: this.#logger,
@@ -180,12 +187,17 @@ export class Dataplane {
     };
   }
 
-  /** Stops serving; capture rules stay in place (fail closed) for the next agent to adopt. */
-  async close(): Promise<void> {
+  /**
+   * Stops serving: listeners close at once, live tunnels get up to `drainMs` to finish, then
+   * the rest is closed. Capture rules stay in place (fail closed) for the next agent to adopt.
+   */
+  async close(drainMs = 0): Promise<void> {
     this.#closed = true;
     this.#unsubscribe();
     await this.#reconciling;
-    for (const captured of this.#captured.values()) await captured.stop();
+    const outbound = drainMs > 0 ? Promise.race([this.pool.close(), delay(drainMs)]) : undefined;
+    await Promise.all([...this.#captured.values()].map((c) => c.stop(drainMs)));
+    await outbound;
     this.#captured.clear();
     this.pool.destroy();
   }
@@ -222,6 +234,8 @@ function registerPoolMetrics(
     (s) => s.setupFailures,
   );
 }
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 function splitHostPort(value: string): [string, string] {
   const m = /^\[(.+)\]:(\d+)$/.exec(value) ?? /^([^:]+):(\d+)$/.exec(value);

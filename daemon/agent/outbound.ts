@@ -19,6 +19,7 @@ import type { Logger } from '../telemetry/index.js';
 import type { Balancer } from './balancer.js';
 import type { ConnectionRecord, DataplaneMetrics, Peer } from './dataplane-metrics.js';
 import { type HbonePool, splice } from './hbone/index.js';
+import type { ConnectionLimiter } from './limits.js';
 import {
   AGENT_PORT_SET,
   AGENT_PORTS,
@@ -51,9 +52,26 @@ interface Target {
 
 const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
 
-export function handleOutbound(deps: OutboundDeps, source: LocalWorkload, client: Socket): void {
+export function handleOutbound(
+  deps: OutboundDeps,
+  source: LocalWorkload,
+  client: Socket,
+  limiter: ConnectionLimiter,
+): void {
   const started = performance.now();
   client.on('error', () => {}); // reported through the record below
+  const slot = limiter.admit();
+  if ('refused' in slot) {
+    client.destroy();
+    deps.metrics.rejected.inc({ listener: 'outbound', reason: 'overflow' });
+    deps.logger.warn(
+      { workload: source.ref, reason: slot.refused },
+      'outbound connection refused: limit reached',
+    );
+    return;
+  }
+  client.once('close', slot.closed);
+  pendingSlots.set(client, slot.connected);
   let dst: { address: string; port: number };
   try {
     dst = originalDst(client);
@@ -133,6 +151,10 @@ export function handleOutbound(deps: OutboundDeps, source: LocalWorkload, client
   }
   void passthrough(deps, source, client, dstIp, dst.port, workload, started, srcPeer);
 }
+
+/** The pending-connect slot of each client, released once its upstream is up (or it closes). */
+const pendingSlots = new WeakMap<Socket, () => void>();
+const upstreamReady = (client: Socket) => pendingSlots.get(client)?.();
 
 const emptyPeer = (ip: string): Peer => ({ workload: '', namespace: '', principal: '', ip });
 
@@ -231,6 +253,7 @@ async function viaHbone(
       deps.balancer.succeeded(target.ip);
       deps.balancer.opened(target.ip);
     }
+    upstreamReady(client);
     deps.metrics.opened.inc(
       deps.metrics.labels({
         direction: 'outbound',
@@ -319,6 +342,7 @@ async function passthrough(
     });
     return;
   }
+  upstreamReady(client);
   deps.metrics.opened.inc(
     deps.metrics.labels({
       direction: 'outbound',
