@@ -26,7 +26,8 @@ interface EndpointHealth {
 
 export class Balancer {
   readonly #health = new Map<string, EndpointHealth>();
-  readonly #cursor = new Map<string, number>();
+  /** Smooth weighted round robin state per service: endpoint → current weight. */
+  readonly #current = new Map<string, Map<string, number>>();
   readonly #outlier: OutlierOptions;
   readonly #now: () => number;
 
@@ -35,26 +36,49 @@ export class Balancer {
     this.#now = now;
   }
 
-  /** Endpoints in the order to try them (first choice first, then the others as fallbacks). */
+  /**
+   * Endpoints in the order to try them (first choice first, then the others as fallbacks).
+   * `weights` (default 1 each) skew round robin (smooth weighted round robin, as nginx does:
+   * weights 3:1 give a a,a,b,a pattern) and least connections (active / weight).
+   */
   order(
     service: string,
     endpoints: readonly string[],
     mode: LoadBalancingMode = 'RoundRobin',
+    weights: ReadonlyMap<string, number> = new Map(),
   ): string[] {
     if (endpoints.length === 0) return [];
     const now = this.#now();
     const healthy = endpoints.filter((e) => (this.#health.get(e)?.ejectedUntil ?? 0) <= now);
     const pool = healthy.length > 0 ? healthy : [...endpoints];
-    let ordered: string[];
-    if (mode === 'LeastConnections') {
-      ordered = [...pool].sort((a, b) => this.#active(a) - this.#active(b));
-    } else {
-      const start = (this.#cursor.get(service) ?? 0) % pool.length;
-      this.#cursor.set(service, start + 1);
-      ordered = [...pool.slice(start), ...pool.slice(0, start)];
-    }
+    const weight = (e: string) => weights.get(e) ?? 1;
     const ejected = endpoints.filter((e) => !pool.includes(e));
-    return [...ordered, ...ejected];
+    if (mode === 'LeastConnections') {
+      const load = (e: string) => this.#active(e) / weight(e);
+      return [...[...pool].sort((a, b) => load(a) - load(b)), ...ejected];
+    }
+    const first = this.#nextWeighted(service, pool, weight);
+    return [first, ...pool.filter((e) => e !== first), ...ejected];
+  }
+
+  #nextWeighted(service: string, pool: readonly string[], weight: (e: string) => number): string {
+    const current = this.#current.get(service) ?? new Map<string, number>();
+    this.#current.set(service, current);
+    for (const e of current.keys()) if (!pool.includes(e)) current.delete(e);
+    let total = 0;
+    let best = pool[0] ?? '';
+    let bestValue = Number.NEGATIVE_INFINITY;
+    for (const e of pool) {
+      const value = (current.get(e) ?? 0) + weight(e);
+      current.set(e, value);
+      total += weight(e);
+      if (value > bestValue) {
+        best = e;
+        bestValue = value;
+      }
+    }
+    current.set(best, bestValue - total);
+    return best;
   }
 
   opened(endpoint: string): void {

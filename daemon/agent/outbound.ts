@@ -172,10 +172,12 @@ async function toService(
   const key = { namespace: service.metadata.namespace ?? '', name: service.metadata.name };
   const endpoints = state.endpoints(key).filter((w) => w.spec.addresses.length > 0);
   const byIp = new Map(endpoints.map((w) => [w.spec.addresses[0] ?? '', w]));
+  const weights = new Map(endpoints.map((w) => [w.spec.addresses[0] ?? '', w.spec.weight ?? 1]));
   const order = deps.balancer.order(
     `${key.namespace}/${key.name}`,
     [...byIp.keys()],
     service.spec.loadBalancing?.mode,
+    weights,
   );
   const targets: Target[] = order
     .slice(0, deps.maxAttempts)

@@ -6,8 +6,9 @@ test('round robin rotates the first choice and keeps the others as fallbacks', (
   const b = new Balancer();
   const eps = ['a', 'b', 'c'];
   assert.deepEqual(b.order('svc', eps), ['a', 'b', 'c']);
-  assert.deepEqual(b.order('svc', eps), ['b', 'c', 'a']);
+  assert.deepEqual(b.order('svc', eps), ['b', 'a', 'c']);
   assert.deepEqual(b.order('svc', eps), ['c', 'a', 'b']);
+  assert.deepEqual(b.order('svc', eps)[0], 'a', 'and around again');
   assert.deepEqual(b.order('other', eps), ['a', 'b', 'c'], 'each service has its own cursor');
   assert.deepEqual(b.order('svc', []), []);
 });
@@ -51,4 +52,25 @@ test('when every endpoint is ejected, all are tried rather than none', () => {
   b.failed('a');
   b.failed('b');
   assert.equal(b.order('svc', ['a', 'b']).length, 2);
+});
+
+test('weights skew round robin smoothly and least connections proportionally', () => {
+  const b = new Balancer();
+  const weights = new Map([
+    ['a', 3],
+    ['b', 1],
+  ]);
+  const firsts = Array.from(
+    { length: 8 },
+    () => b.order('svc', ['a', 'b'], 'RoundRobin', weights)[0],
+  );
+  assert.deepEqual(firsts, ['a', 'a', 'b', 'a', 'a', 'a', 'b', 'a']);
+  const lc = new Balancer();
+  for (let i = 0; i < 3; i++) lc.opened('a');
+  lc.opened('b');
+  // a: 3 active / weight 3 = 1; b: 1 active / weight 1 = 1; c: 0 → c first, then a wins ties by order.
+  assert.equal(lc.order('svc', ['a', 'b', 'c'], 'LeastConnections', weights)[0], 'c');
+  lc.opened('c');
+  lc.opened('c');
+  assert.equal(lc.order('svc', ['a', 'b', 'c'], 'LeastConnections', weights)[0], 'a');
 });

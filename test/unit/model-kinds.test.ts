@@ -365,7 +365,7 @@ test('Workload rules', () => {
     [
       'spec.image',
       'nginx',
-      'spec.image: unknown field (known fields: addresses, hostNetwork, netns, node, ports, serviceAccount)',
+      'spec.image: unknown field (known fields: addresses, hostNetwork, netns, node, ports, serviceAccount, weight)',
     ],
   ];
   for (const [path, value, ...expected] of cases) refused(withField(w, path, value), ...expected);
@@ -590,4 +590,25 @@ test('every problem of a resource is reported in one pass', () => {
     'spec.ports[1].port: expected number, got string',
     'spec.addresses[1]: duplicate address "10.0.0.1" (already at index 0)',
   );
+});
+
+test('Workload weight: an integer from 1 to 1000', async () => {
+  const { validateResource } = await import('../../daemon/model/index.js');
+  const base = {
+    apiVersion: 'meshd.io/v1alpha1',
+    kind: 'Workload',
+    metadata: { name: 'w', namespace: 'shop' },
+    spec: { node: 'n1', addresses: ['10.0.0.1'] },
+  };
+  const ok = validateResource({ ...base, spec: { ...base.spec, weight: 5 } });
+  assert.ok(ok.ok);
+  for (const weight of [0, 1001, 2.5]) {
+    const bad = validateResource({ ...base, spec: { ...base.spec, weight } });
+    assert.equal(bad.ok, false);
+    if (!bad.ok)
+      assert.equal(
+        `${bad.errors[0]?.path}: ${bad.errors[0]?.message}`,
+        'spec.weight: must be an integer from 1 to 1000',
+      );
+  }
 });

@@ -29,6 +29,10 @@ export const workloadSpec = z
     serviceAccount: dnsSubdomain().default('default'),
     ports: z.array(workloadPort).optional(),
     hostNetwork: z.boolean().optional(),
+    /** Relative share of a Service's connections this endpoint gets (capacity). */
+    weight: rule(z.number(), (v) =>
+      Number.isInteger(v) && v >= 1 && v <= 1000 ? undefined : 'must be an integer from 1 to 1000',
+    ).optional(),
     netns: rule(z.string(), (v) =>
       v.startsWith('/') && !v.includes('\0') ? undefined : 'must be an absolute path',
     ).optional(),
