@@ -583,3 +583,92 @@ test('junk and TLS without a client certificate on 15008 are refused and logged;
     stop(echo);
   }
 });
+
+test("CONNECT to an address that is not the workload's and an expired client certificate are refused and logged", async () => {
+  const {
+    loadCa,
+    fromPemAll,
+    signSvid,
+    createCsr,
+    generateKeyPair,
+    parseCsr,
+    parseSpiffeId,
+    exportPrivateKeyPem,
+    toPem,
+  } = await import('../../daemon/identity/index.js');
+  const { HbonePool, hboneSecureContext } = await import('../../daemon/agent/hbone/index.js');
+  const { connectFromNetns, netnsPath } = await import('../../daemon/net/index.js');
+  const ca = await loadCa(caDir);
+  const roots = fromPemAll(readFileSync(join(caDir, 'bundle.pem'), 'utf8'), 'CERTIFICATE').map(
+    (d) => toPem('CERTIFICATE', d),
+  );
+  // A certificate signed by this mesh's CA, valid or already expired.
+  const svid = async (validity: { notBefore: Date; notAfter: Date }) => {
+    const keys = await generateKeyPair();
+    const csr = await parseCsr(
+      await createCsr(keys, parseSpiffeId('spiffe://cluster.local/ns/shop/sa/web').id),
+      'cluster.local',
+    );
+    const cert = await signSvid(ca.signer, csr.spiffeId, csr.publicKeyInfo, validity);
+    return hboneSecureContext({
+      certChainPem: toPem('CERTIFICATE', cert.toSchema().toBER(false)) + ca.intermediatePem,
+      keyPem: await exportPrivateKeyPem(keys.privateKey),
+      rootsPem: roots,
+    });
+  };
+  const now = Date.now();
+  const contexts = {
+    valid: await svid({ notBefore: new Date(now - 60_000), notAfter: new Date(now + 3_600_000) }),
+    expired: await svid({
+      notBefore: new Date(now - 7_200_000),
+      notAfter: new Date(now - 3_600_000),
+    }),
+  };
+  const target = lab.member('n2-w1');
+  const pool = (name: keyof typeof contexts) =>
+    new HbonePool({
+      trustDomain: 'cluster.local',
+      secureContext: () => contexts[name],
+      dial: () =>
+        connectFromNetns({
+          netns: netnsPath(lab.member('n2-w2').netns),
+          family: 4,
+          host: target.ipv4,
+          port: 15008,
+        }),
+      limits: { handshakeTimeoutMs: 5_000 },
+    });
+  const key = {
+    sourceIdentity: 'spiffe://cluster.local/ns/shop/sa/web',
+    sourceNetns: 'test',
+    expectedIdentity: 'spiffe://cluster.local/ns/shop/sa/api',
+    destination: `${target.ipv4}:15008`,
+  };
+  const valid = pool('valid');
+  const expired = pool('expired');
+  try {
+    await assert.rejects(
+      valid.connect({ key, authority: `${lab.member('n2-w2').ipv4}:8080` }),
+      (err: { status?: number }) => err.status === 400,
+    );
+    await eventually(
+      '400 logged',
+      async () => logs.n2?.find((l) => l.includes('is not an address of shop/n2-w1')),
+      (l) => Boolean(l),
+    );
+    await assert.rejects(expired.connect({ key, authority: `${target.ipv4}:8080` }));
+    await eventually(
+      'expired certificate refused and logged',
+      async () =>
+        logs.n2?.find(
+          (l) =>
+            l.includes('"HBONE connection refused"') &&
+            /certificate-not-valid-now|untrusted-certificate/.test(l),
+        ),
+      (l) => Boolean(l),
+    );
+  } finally {
+    valid.destroy();
+    expired.destroy();
+  }
+});
