@@ -6,11 +6,12 @@
  *   servers: [10.0.0.1:15012, 10.0.0.2:15012]   # tried in order
  *   caDir: /etc/meshd/ca                        # admin.pem, admin.key, bundle.pem
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import YAML from 'yaml';
 import { MeshdError } from '../daemon/errors.js';
+import { writeFileAtomic } from '../daemon/files.js';
 import { DEFAULT_CA_DIR, DEFAULT_SERVER } from './client.js';
 
 export interface CtlConfig {
@@ -69,9 +70,5 @@ export function resolveConnection(flags: ConnectionFlags, env = process.env): Ct
 
 export function writeCtlConfig(path: string, config: CtlConfig): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, YAML.stringify({ servers: config.servers, caDir: config.caDir }), {
-    mode: 0o600,
-  });
-  renameSync(tmp, path);
+  writeFileAtomic(path, YAML.stringify({ servers: config.servers, caDir: config.caDir }), 0o600);
 }

@@ -2,9 +2,10 @@
  * The lab's record on disk (/run/meshd/lab/<id>/lab.json, tmpfs: gone after a reboot, as are
  * the namespaces it describes). Written as each piece is built so a crashed run can be removed.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MeshdError } from '../../daemon/errors.js';
+import { writeFileAtomic } from '../../daemon/files.js';
 import { LAB_ID_PATTERN, type LabPlan } from './plan.js';
 
 export const LAB_STATE_ROOT = process.env.MESHD_LAB_STATE_ROOT || '/run/meshd/lab';
@@ -29,9 +30,7 @@ const stateFile = (id: string): string => join(labDir(id), 'lab.json');
 
 export function saveState(state: LabState): void {
   mkdirSync(labDir(state.id), { recursive: true, mode: 0o700 });
-  const tmp = `${stateFile(state.id)}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
-  renameSync(tmp, stateFile(state.id));
+  writeFileAtomic(stateFile(state.id), `${JSON.stringify(state, null, 2)}\n`, 0o600);
 }
 
 export function loadState(id: string): LabState {

@@ -2,9 +2,10 @@
  * The node's own certificate: read from the state directory when still valid, otherwise
  * obtained once with a join token. Written with mode 0600 (key) so a restart needs no token.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MeshdError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import {
   createCsr,
   exportPrivateKeyPem,
@@ -32,17 +33,11 @@ export interface NodeCredentials {
   roots: string[];
 }
 
-function writeAtomic(path: string, text: string, mode: number): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text, { mode });
-  renameSync(tmp, path);
-}
-
 export function saveNodeCredentials(stateDir: string, creds: NodeCredentials): void {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  writeAtomic(join(stateDir, NODE_FILES.key), creds.cert.keyPem, 0o600);
-  writeAtomic(join(stateDir, NODE_FILES.cert), creds.cert.certChainPem, 0o644);
-  writeAtomic(join(stateDir, NODE_FILES.bundle), creds.roots.join(''), 0o644);
+  writeFileAtomic(join(stateDir, NODE_FILES.key), creds.cert.keyPem, 0o600);
+  writeFileAtomic(join(stateDir, NODE_FILES.cert), creds.cert.certChainPem, 0o644);
+  writeFileAtomic(join(stateDir, NODE_FILES.bundle), creds.roots.join(''), 0o644);
 }
 
 function splitPem(text: string): string[] {

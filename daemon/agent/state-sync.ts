@@ -4,8 +4,9 @@
  * state is saved to disk after changes and loaded at start, so an agent that starts while
  * every server is down serves from what it knew (static stability).
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describeError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import { MeshState, type Resource, type StateChange, validateResource } from '../model/index.js';
 import {
   type ClientCredentials,
@@ -160,9 +161,7 @@ export class StateSync {
   #saveNow(): void {
     const file = this.#options.stateFile;
     try {
-      const tmp = `${file}.tmp-${process.pid}`;
-      writeFileSync(tmp, JSON.stringify(this.state.toJSON()), { mode: 0o600 });
-      renameSync(tmp, file);
+      writeFileAtomic(file, JSON.stringify(this.state.toJSON()), 0o600);
     } catch (err) {
       this.#options.logger.warn(
         { file, err: describeError(err) },

@@ -12,9 +12,10 @@
  *   ca.json                            trust domain and rotation state
  */
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MeshdError } from '../errors.js';
+import { writeFileAtomic } from '../files.js';
 import { createCsr, parseCsr } from './csr.js';
 import {
   type CaMaterial,
@@ -66,12 +67,6 @@ export class CaFilesError extends MeshdError {
   }
 }
 
-function writeAtomic(path: string, text: string, mode: number): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text, { mode });
-  renameSync(tmp, path);
-}
-
 const certPem = (cert: pkijs.Certificate) => toPem('CERTIFICATE', cert.toSchema().toBER(false));
 
 async function writeKeyAndCert(
@@ -81,8 +76,8 @@ async function writeKeyAndCert(
   pem: string,
   keys: KeyPair,
 ) {
-  writeAtomic(join(dir, keyFile), await exportPrivateKeyPem(keys.privateKey), 0o600);
-  writeAtomic(join(dir, certFile), pem, 0o644);
+  writeFileAtomic(join(dir, keyFile), await exportPrivateKeyPem(keys.privateKey), 0o600);
+  writeFileAtomic(join(dir, certFile), pem, 0o644);
 }
 
 export interface InitOptions {
@@ -114,7 +109,7 @@ export async function initCa(options: InitOptions): Promise<void> {
   rmSync(join(dir, CA_FILES.previousRoot), { force: true });
   rmSync(join(dir, CA_FILES.previousIntermediate), { force: true });
   const root = await makeRoot(dir, trustDomain, now);
-  writeAtomic(join(dir, CA_FILES.bundle), certPem(root.cert), 0o644);
+  writeFileAtomic(join(dir, CA_FILES.bundle), certPem(root.cert), 0o644);
   const intermediate = await makeIntermediate(dir, trustDomain, now, root);
   await makeAdmin(dir, trustDomain, now, intermediate);
   writeMeta(dir, { trustDomain, createdAt: new Date(now).toISOString() });
@@ -175,7 +170,7 @@ async function makeAdmin(
 }
 
 function writeMeta(dir: string, meta: CaMeta): void {
-  writeAtomic(join(dir, CA_FILES.meta), `${JSON.stringify(meta, null, 2)}\n`, 0o644);
+  writeFileAtomic(join(dir, CA_FILES.meta), `${JSON.stringify(meta, null, 2)}\n`, 0o644);
 }
 
 function readText(dir: string, file: string): string {
@@ -212,14 +207,14 @@ export async function rotateRoot(dir: string, now = Date.now()): Promise<void> {
     );
   }
   const oldRoot = readText(dir, CA_FILES.root);
-  writeAtomic(join(dir, CA_FILES.previousRoot), oldRoot, 0o644);
-  writeAtomic(
+  writeFileAtomic(join(dir, CA_FILES.previousRoot), oldRoot, 0o644);
+  writeFileAtomic(
     join(dir, CA_FILES.previousIntermediate),
     readText(dir, CA_FILES.intermediate),
     0o644,
   );
   const root = await makeRoot(dir, meta.trustDomain, now);
-  writeAtomic(join(dir, CA_FILES.bundle), certPem(root.cert) + oldRoot, 0o644);
+  writeFileAtomic(join(dir, CA_FILES.bundle), certPem(root.cert) + oldRoot, 0o644);
   const intermediate = await makeIntermediate(dir, meta.trustDomain, now, root);
   await makeAdmin(dir, meta.trustDomain, now, intermediate);
   writeMeta(dir, { ...meta, rotatedAt: new Date(now).toISOString() });
@@ -231,7 +226,7 @@ export function finishRotation(dir: string): void {
   if (!existsSync(join(dir, CA_FILES.previousRoot))) {
     throw new CaFilesError('no root rotation is in progress', 'start one with "meshctl ca rotate"');
   }
-  writeAtomic(join(dir, CA_FILES.bundle), readText(dir, CA_FILES.root), 0o644);
+  writeFileAtomic(join(dir, CA_FILES.bundle), readText(dir, CA_FILES.root), 0o644);
   rmSync(join(dir, CA_FILES.previousRoot));
   rmSync(join(dir, CA_FILES.previousIntermediate), { force: true });
 }
