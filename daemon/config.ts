@@ -155,6 +155,10 @@ export interface AgentConfig {
   maxPendingConnectsPerWorkload: number;
   /** On SIGTERM: how long live connections may take to finish before they are closed. */
   drainTimeoutMs: number;
+  /** Unix socket meshd-cni talks to (mode 0600). */
+  cniSocket: string;
+  /** How long a CNI ADD waits for an enrolled workload to be captured. */
+  cniCaptureTimeoutMs: number;
   adminPort: number;
   metricsPort: number;
   readinessPort: number;
@@ -251,6 +255,12 @@ export const agentSpec: Spec<AgentConfig> = {
     env: 'MAX_PENDING_CONNECTS_PER_WORKLOAD',
     parse: parse.int(1, 100_000),
     default: 1_000,
+  },
+  cniSocket: { env: 'CNI_SOCKET', parse: parse.string, default: '/run/meshd/cni.sock' },
+  cniCaptureTimeoutMs: {
+    env: 'CNI_CAPTURE_TIMEOUT',
+    parse: parse.durationBetween(1_000, 300_000),
+    default: 20_000,
   },
   drainTimeoutMs: {
     env: 'DRAIN_TIMEOUT',

@@ -19,6 +19,7 @@ import {
   readinessRoute,
   startHttpEndpoint,
 } from '../telemetry/index.js';
+import { CniEndpoint } from './cni-endpoint.js';
 import { Dataplane } from './dataplane.js';
 import { AgentIdentity } from './identity.js';
 import { StateSync } from './state-sync.js';
@@ -185,6 +186,32 @@ export async function startAgent(
   );
   sync.start();
   dataplane.reconcile();
+  const nodeCredentials = () => ({
+    trustDomain: config.trustDomain,
+    bundlePem: identity.roots.join(''),
+    identity: {
+      certChainPem: identity.nodeCertificate.certChainPem,
+      keyPem: identity.nodeCertificate.keyPem,
+    },
+  });
+  let cni: CniEndpoint;
+  try {
+    cni = await CniEndpoint.start({
+      socketPath: config.cniSocket,
+      node: config.nodeName,
+      servers,
+      credentials: nodeCredentials,
+      sync,
+      dataplane,
+      logger: logger.child({ component: 'cni' }),
+      captureTimeoutMs: config.cniCaptureTimeoutMs,
+    });
+  } catch (err) {
+    await dataplane.close();
+    sync.close();
+    identity.close();
+    throw err;
+  }
   let stopping = false;
   const endpoints: HttpEndpoint[] = [];
   try {
@@ -222,6 +249,7 @@ export async function startAgent(
     );
   } catch (err) {
     await Promise.all(endpoints.map((e) => e.close()));
+    await cni.close();
     await dataplane.close();
     sync.close();
     identity.close();
@@ -237,6 +265,7 @@ export async function startAgent(
     async close() {
       if (stopping) return;
       stopping = true;
+      await cni.close();
       await dataplane.close(config.drainTimeoutMs);
       sync.close();
       identity.close();

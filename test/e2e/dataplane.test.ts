@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Lab } from '../../ctl/lab/index.js';
+import { run } from '../../daemon/command.js';
 import { initCa } from '../../daemon/identity/index.js';
 import {
   startEchoServer,
@@ -105,6 +106,7 @@ ${workloadYaml('n1-w1', 'shop', 'web', 'web')}${workloadYaml('n1-w2', 'shop', 'a
       MESHD_NODE_NAME: node,
       MESHD_SERVER: `${lab.member('n1').ipv4}:15012`,
       MESHD_STATE_DIR: join(dir, `agent-${node}`),
+      MESHD_CNI_SOCKET: join(dir, `cni-${node}.sock`),
       MESHD_JOIN_TOKEN: token.trim(),
       MESHD_CA_BUNDLE: join(caDir, 'bundle.pem'),
     });
@@ -670,5 +672,95 @@ test("CONNECT to an address that is not the workload's and an expired client cer
   } finally {
     valid.destroy();
     expired.destroy();
+  }
+});
+
+test('the CNI chain (ptp, then meshd-cni) makes an enrolled workload whose first connection is already in the mesh', async () => {
+  const { cniNetworkConfig, LAB_STATE_ROOT } = await import('../../ctl/lab/index.js');
+  const node = lab.plan.nodes[0];
+  assert.ok(node);
+  const netns = `mdl-${lab.id}-n1-cni1`;
+  const containerId = `cni-test-${lab.id}`;
+  await run(['ip', 'netns', 'add', netns]);
+  await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
+  const env = (command: string) => ({
+    PATH: process.env.PATH,
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: containerId,
+    CNI_NETNS: `/var/run/netns/${netns}`,
+    CNI_IFNAME: 'eth0',
+    CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=cni-1',
+    CNI_PATH: '/usr/lib/cni',
+  });
+  const ptpConfig = {
+    ...cniNetworkConfig(node, join(LAB_STATE_ROOT, lab.id, 'ipam', node.name)),
+    cniVersion: '1.0.0',
+  };
+  const inNode = (argv: string[], command: string, input: object) =>
+    run(['ip', 'netns', 'exec', node.netns, ...argv], {
+      env: env(command),
+      input: JSON.stringify(input),
+    });
+  const ptp = await inNode(['/usr/lib/cni/ptp'], 'ADD', ptpConfig);
+  const prevResult = JSON.parse(ptp.stdout);
+  const meshConfig = {
+    cniVersion: '1.0.0',
+    name: 'meshd-lab',
+    type: 'meshd-cni',
+    agentSocket: join(dir, 'cni-n1.sock'),
+    logFile: join(dir, 'meshd-cni.log'),
+    prevResult,
+  };
+  const added = await inNode([join(root, 'bin/meshd-cni')], 'ADD', meshConfig);
+  assert.deepEqual(
+    JSON.parse(added.stdout),
+    prevResult,
+    'meshd-cni passes prevResult through unchanged',
+  );
+  const echo = await startEchoServer(lab, 'n2-w1', 8096);
+  try {
+    // The very first connection the new workload makes.
+    const { stdout } = await run([
+      'ip',
+      'netns',
+      'exec',
+      netns,
+      'curl',
+      '-sS',
+      '-m',
+      '5',
+      `http://${lab.member('n2-w1').ipv4}:8096/`,
+    ]);
+    assert.ok(JSON.parse(stdout).localAddress);
+    await eventually(
+      'the first connection went through HBONE',
+      async () =>
+        logs.n1?.find((l) => l.includes('"transport":"hbone"') && l.includes('"workload":"cni-1"')),
+      (l) => Boolean(l),
+    );
+    const got = await lab.exec('n1', [
+      meshctl,
+      'get',
+      'workload',
+      'cni-1',
+      '-n',
+      'shop',
+      '-o',
+      'json',
+      '--ca-dir',
+      caDir,
+    ]);
+    assert.equal(JSON.parse(got.stdout).spec.netns, `/var/run/netns/${netns}`);
+    await inNode([join(root, 'bin/meshd-cni')], 'DEL', { ...meshConfig, prevResult: undefined });
+    await assert.rejects(
+      lab.exec('n1', [meshctl, 'get', 'workload', 'cni-1', '-n', 'shop', '--ca-dir', caDir]),
+      /not found/,
+    );
+    // DEL is idempotent: an unknown container is fine.
+    await inNode([join(root, 'bin/meshd-cni')], 'DEL', { ...meshConfig, prevResult: undefined });
+    await inNode(['/usr/lib/cni/ptp'], 'DEL', ptpConfig);
+  } finally {
+    stop(echo);
+    await run(['ip', 'netns', 'del', netns]).catch(() => {});
   }
 });

@@ -33,6 +33,7 @@ function agentEnv(stateDir: string, extra: Record<string, string> = {}): Record<
     MESHD_NODE_NAME: 'n2',
     MESHD_SERVER: `${lab.member('n1').ipv4}:15012`,
     MESHD_STATE_DIR: stateDir,
+    MESHD_CNI_SOCKET: join(stateDir, 'cni.sock'),
     ...extra,
   };
 }
