@@ -5,6 +5,7 @@ import { assertSupportedRuntime } from '../daemon/runtime.js';
 import { registerCaCommands } from './ca-cmd.js';
 import { registerCertsCommand } from './certs-cmd.js';
 import { registerConfigCommands } from './config-cmd.js';
+import { registerEnrollCommands } from './enroll-cmd.js';
 import { registerLabCommands } from './lab-cmd.js';
 import { registerResourceCommands } from './resource-cmd.js';
 import { registerTokenCommands } from './token-cmd.js';
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .enablePositionalOptions();
   registerResourceCommands(program);
+  registerEnrollCommands(program);
   registerCaCommands(program);
   registerConfigCommands(program);
   registerCertsCommand(program);

@@ -4,13 +4,13 @@
  * stop() closes the listeners; release() also removes the rules (the workload left the mesh).
  * A stopping agent only stops, so enrolled workloads stay captured (fail closed).
  */
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { applyCapture, removeCapture } from '../../cni/index.js';
 import { describeError } from '../errors.js';
-import { listenInNetns } from '../net/index.js';
+import { connectFromNetns, listenInNetns, originalDst } from '../net/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { SecureContexts } from './contexts.js';
-import { HboneServer } from './hbone/index.js';
+import { HboneServer, splice } from './hbone/index.js';
 import {
   handlePlaintextInbound,
   hboneConnectHandler,
@@ -37,6 +37,10 @@ export class CapturedWorkload {
   workload: LocalWorkload;
   readonly live = new LiveConnections();
   readonly #limiter: ConnectionLimiter;
+  /** Sockets accepted on this workload's listeners that are still open. */
+  readonly #accepted = new Set<Socket>();
+  #onAllClosed: (() => void) | undefined;
+  #released = false;
   readonly #deps: CapturedDeps;
   readonly #servers: Server[] = [];
   #hbone: HboneServer | undefined;
@@ -113,24 +117,80 @@ export class CapturedWorkload {
     this.#hbone?.destroy();
   }
 
-  /** Stops and removes the capture rules (the workload leaves the mesh or the node). */
-  async release(): Promise<void> {
-    await this.stop();
-    try {
-      await removeCapture(this.workload.netns, { mark: this.#deps.mark });
-    } catch (err) {
-      this.#deps.logger.warn(
-        { workload: this.workload.ref, err: describeError(err) },
-        'removing capture rules failed (namespace gone?)',
-      );
+  /**
+   * Takes the workload out of the mesh while connections captured before keep working until
+   * they end: their NAT translations live in the namespace's capture, so the rules and the
+   * 15001/15006 listeners stay until the last such connection closes (or `maxWaitMs`), and
+   * meanwhile new connections are only forwarded to where they were going, outside the mesh.
+   * HBONE sessions drain after a GOAWAY. Then the rules are removed exactly.
+   */
+  async release(maxWaitMs = 3_600_000): Promise<void> {
+    this.#released = true;
+    void this.#hbone?.close();
+    const { mark, logger } = this.#deps;
+    // Rules first, listeners after: no new connection may meet a closed listener.
+    const finish = async () => {
+      try {
+        await removeCapture(this.workload.netns, { mark });
+      } catch (err) {
+        logger.warn(
+          { workload: this.workload.ref, err: describeError(err) },
+          'removing capture rules failed (namespace gone?)',
+        );
+      }
+      for (const server of this.#servers.splice(0)) server.close();
+    };
+    if (this.#accepted.size === 0) {
+      await finish();
+      return;
     }
+    const deadline = setTimeout(() => void finish(), maxWaitMs).unref();
+    this.#onAllClosed = () => {
+      this.#onAllClosed = undefined;
+      clearTimeout(deadline);
+      void finish();
+    };
   }
 
-  async #listen(
-    port: number,
-    onConnection: (s: import('node:net').Socket) => void,
-  ): Promise<Server> {
+  /** After release: a new connection goes where it was going, unmeshed. */
+  #forwardUnmeshed(client: Socket): void {
+    client.on('error', () => {});
+    let dst: { address: string; port: number };
+    try {
+      dst = originalDst(client);
+    } catch {
+      client.destroy();
+      return;
+    }
+    const host = dst.address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
+    connectFromNetns({
+      netns: this.workload.netns,
+      family: host.includes(':') ? 6 : 4,
+      mark: this.#deps.mark,
+      host,
+      port: dst.port,
+      timeoutMs: 5_000,
+      allowHalfOpen: true,
+    }).then(
+      (upstream) => void splice(client, upstream),
+      () => client.destroy(),
+    );
+  }
+
+  async #listen(port: number, handle: (s: Socket) => void): Promise<Server> {
     const netns = this.workload.netns;
+    const onConnection = (socket: Socket) => {
+      if (this.#released) {
+        this.#forwardUnmeshed(socket);
+        return;
+      }
+      this.#accepted.add(socket);
+      socket.once('close', () => {
+        this.#accepted.delete(socket);
+        if (this.#accepted.size === 0) this.#onAllClosed?.();
+      });
+      handle(socket);
+    };
     try {
       return await listenInNetns(
         { netns, family: 6, host: '::', port, allowHalfOpen: true },

@@ -96,6 +96,7 @@ export {
   type LabelSelectorRequirement,
   type Labels,
   matches,
+  parseLabelSelector,
   SELECTOR_OPERATORS,
   type SelectorOperator,
   selectorToString,

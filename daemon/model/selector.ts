@@ -107,3 +107,57 @@ export function selectorToString(selector: LabelSelector): string {
   );
   return parts.map((p) => p.text).join(',');
 }
+
+/**
+ * Parses the Kubernetes selector string form (`app=web,tier in (a,b),!legacy`, the one kubectl
+ * takes with -l): `k=v`, `k==v`, `k!=v`, `k in (…)`, `k notin (…)`, `k`, `!k`.
+ * Throws a RangeError naming the part it cannot read.
+ */
+export function parseLabelSelector(text: string): LabelSelector {
+  const matchLabels: Record<string, string> = {};
+  const matchExpressions: LabelSelectorRequirement[] = [];
+  for (const raw of splitTopLevel(text)) {
+    const part = raw.trim();
+    if (part === '') continue;
+    const set = /^([^\s!=(),]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(part);
+    const eq = /^([^\s!=(),]+)\s*(==|=|!=)\s*([^\s=(),]*)$/.exec(part);
+    const exists = /^(!?)([^\s!=(),]+)$/.exec(part);
+    if (set?.[1] && set[3] !== undefined) {
+      const values = set[3]
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean);
+      matchExpressions.push({ key: set[1], operator: set[2] === 'in' ? 'In' : 'NotIn', values });
+    } else if (eq?.[1]) {
+      if (eq[2] === '!=')
+        matchExpressions.push({ key: eq[1], operator: 'NotIn', values: [eq[3] ?? ''] });
+      else matchLabels[eq[1]] = eq[3] ?? '';
+    } else if (exists?.[2]) {
+      matchExpressions.push({ key: exists[2], operator: exists[1] ? 'DoesNotExist' : 'Exists' });
+    } else {
+      throw new RangeError(
+        `cannot read selector part "${part}" (use k=v, k!=v, k in (a,b), k notin (a), k, !k)`,
+      );
+    }
+  }
+  return {
+    ...(Object.keys(matchLabels).length ? { matchLabels } : {}),
+    ...(matchExpressions.length ? { matchExpressions } : {}),
+  };
+}
+
+function splitTopLevel(text: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let current = '';
+  for (const ch of text) {
+    if (ch === '(') depth++;
+    if (ch === ')') depth--;
+    if (ch === ',' && depth === 0) {
+      parts.push(current);
+      current = '';
+    } else current += ch;
+  }
+  parts.push(current);
+  return parts;
+}

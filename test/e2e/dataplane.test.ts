@@ -764,3 +764,78 @@ test('the CNI chain (ptp, then meshd-cni) makes an enrolled workload whose first
     await run(['ip', 'netns', 'del', netns]).catch(() => {});
   }
 });
+
+test('labels enroll and release a running workload live: namespace label, then none, then release', async () => {
+  const echo = await startEchoServer(lab, 'n1-w1', 8097);
+  const url = `http://${lab.member('n1-w1').ipv4}:8097/`;
+  const ctl = (...args: string[]) => lab.exec('n1', [meshctl, ...args, '--ca-dir', caDir]);
+  const lastTransport = async () => {
+    const before = logs.n2?.length ?? 0;
+    await lab.exec('n2-w2', ['curl', '-sS', '-m', '5', url]);
+    const line = await eventually(
+      'access log of n2-w2',
+      async () =>
+        logs.n2
+          ?.slice(before)
+          .find(
+            (l) =>
+              l.includes('"workload":"n2-w2"') &&
+              l.includes('"direction":"outbound"') &&
+              l.includes(':8097"'),
+          ),
+      (l) => Boolean(l),
+      3_000,
+    ).catch(() => undefined);
+    return line ? (/"transport":"(\w+)"/.exec(line)?.[1] ?? 'none') : 'not captured';
+  };
+  try {
+    assert.equal(await lastTransport(), 'not captured', 'legacy is not in the mesh yet');
+    const labelled = Date.now();
+    await ctl('enroll', '-n', 'legacy');
+    await eventually(
+      'n2-w2 captured',
+      () => captured('n2'),
+      (c) => c.includes('legacy/n2-w2'),
+      2_000,
+    );
+    assert.ok(Date.now() - labelled < 4_000);
+    assert.equal(await lastTransport(), 'hbone', 'its next connection goes through the mesh');
+    // A connection opened while enrolled keeps working after the release.
+    const tcp = await tcpServer('n1-w1', 'echo', 9300);
+    const early = lab.spawn('n2-w2', [
+      process.execPath,
+      supportScript('tcp-client'),
+      'twice',
+      '3000',
+      lab.member('n1-w1').ipv4,
+      '9300',
+    ]);
+    await waitForLine(early, '{"first":"a"}');
+    await ctl('release', 'n2-w2', '-n', 'legacy');
+    await eventually(
+      'n2-w2 opted out',
+      () => captured('n2'),
+      (c) => !c.includes('legacy/n2-w2'),
+      2_000,
+    );
+    await waitForLine(early, '{"second":"b"}', 10_000);
+    stop(tcp);
+    assert.equal(await lastTransport(), 'not captured', 'none opts it out');
+    await ctl('label', 'workload', 'n2-w2', '-n', 'legacy', 'meshd.io/dataplane-mode-');
+    await eventually(
+      'n2-w2 captured again',
+      () => captured('n2'),
+      (c) => c.includes('legacy/n2-w2'),
+      2_000,
+    );
+    await ctl('release', '-n', 'legacy');
+    await eventually(
+      'namespace released',
+      () => captured('n2'),
+      (c) => !c.includes('legacy/n2-w2'),
+      2_000,
+    );
+  } finally {
+    stop(echo);
+  }
+});

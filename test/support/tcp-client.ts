@@ -5,6 +5,8 @@
  *   sha BYTES HOST PORT  stream BYTES random bytes (hashing them), end, read the server's sha256
  *   banner HOST PORT     read the server's first line before writing anything
  *   halfclose HOST PORT  write "ping", end our half, then read everything the echo sends back
+ *   twice MS HOST PORT   round-trip "a", print {first}, wait MS, round-trip "b" on the same
+ *                        connection, print {second}
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
@@ -74,15 +76,29 @@ async function halfclose(host: string, port: number) {
   out({ echoed: back });
 }
 
+async function twice(ms: number, host: string, port: number) {
+  const s = await open(host, port);
+  const roundTrip = (byte: string) =>
+    new Promise<string>((resolve, reject) => {
+      s.once('data', (c: Buffer) => resolve(c.toString()));
+      s.once('close', () => reject(new Error('connection closed')));
+      s.write(byte);
+    });
+  out({ first: await roundTrip('a') });
+  await new Promise((r) => setTimeout(r, ms));
+  out({ second: await roundTrip('b') });
+  s.destroy();
+}
+
 const [a = '', b = '', c = ''] = args;
-const run =
-  mode === 'hold'
-    ? hold(Number(a), b, Number(c))
-    : mode === 'sha'
-      ? sha(Number(a), b, Number(c))
-      : mode === 'banner'
-        ? banner(a, Number(b))
-        : halfclose(a, Number(b));
+const modes: Record<string, () => Promise<void>> = {
+  hold: () => hold(Number(a), b, Number(c)),
+  sha: () => sha(Number(a), b, Number(c)),
+  banner: () => banner(a, Number(b)),
+  halfclose: () => halfclose(a, Number(b)),
+  twice: () => twice(Number(a), b, Number(c)),
+};
+const run = (modes[mode ?? ''] ?? (() => Promise.reject(new Error(`unknown mode ${mode}`))))();
 run.then(
   () => mode !== 'hold' && process.exit(0),
   (err: unknown) => {
