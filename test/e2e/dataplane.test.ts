@@ -34,6 +34,24 @@ function startRole(node: string, role: string, env: Record<string, string>): Chi
   return child;
 }
 
+const agents: Record<string, ChildProcess> = {};
+
+/** The agent of `node`; its log lines are collected in logs[node]. No token: a restart. */
+function startAgent(node: string, extra: Record<string, string> = {}): ChildProcess {
+  const agent = startRole(node, 'agent', {
+    MESHD_NODE_NAME: node,
+    MESHD_SERVER: `${lab.member('n1').ipv4}:15012`,
+    MESHD_STATE_DIR: join(dir, `agent-${node}`),
+    MESHD_CNI_SOCKET: join(dir, `cni-${node}.sock`),
+    ...extra,
+  });
+  agent.stderr?.on('data', (c: Buffer) =>
+    logs[node]?.push(...c.toString().split('\n').filter(Boolean)),
+  );
+  agents[node] = agent;
+  return agent;
+}
+
 async function apply(yaml: string): Promise<void> {
   const file = join(dir, `apply-${Date.now()}-${Math.random()}.yaml`);
   writeFileSync(file, yaml);
@@ -102,17 +120,10 @@ ${workloadYaml('n1-w1', 'shop', 'web', 'web')}${workloadYaml('n1-w2', 'shop', 'a
       '--ca-dir',
       caDir,
     ]);
-    const agent = startRole(node, 'agent', {
-      MESHD_NODE_NAME: node,
-      MESHD_SERVER: `${lab.member('n1').ipv4}:15012`,
-      MESHD_STATE_DIR: join(dir, `agent-${node}`),
-      MESHD_CNI_SOCKET: join(dir, `cni-${node}.sock`),
+    const agent = startAgent(node, {
       MESHD_JOIN_TOKEN: token.trim(),
       MESHD_CA_BUNDLE: join(caDir, 'bundle.pem'),
     });
-    agent.stderr?.on('data', (c: Buffer) =>
-      logs[node]?.push(...c.toString().split('\n').filter(Boolean)),
-    );
     await waitForOutput(agent, /"msg":"agent ready"/);
   }
   await eventually(
@@ -837,5 +848,126 @@ test('labels enroll and release a running workload live: namespace label, then n
     );
   } finally {
     stop(echo);
+  }
+});
+
+test("a host workload (a process in node 1's namespace) reaches a workload on node 2 through HBONE and is reached by one", async () => {
+  const n1 = lab.member('n1');
+  await apply(`apiVersion: meshd.io/v1alpha1
+kind: Workload
+metadata: { name: host-n1, namespace: shop, labels: { app: host } }
+spec: { node: n1, addresses: [${n1.ipv4}], serviceAccount: host, hostNetwork: true, netns: /var/run/netns/${n1.netns} }
+`);
+  await eventually(
+    'host-n1 captured',
+    () => captured('n1'),
+    (c) => c.includes('shop/host-n1'),
+  );
+  const remote = await startEchoServer(lab, 'n2-w1', 8098);
+  const local = await startEchoServer(lab, 'n1', 8099);
+  try {
+    const out = await lab.exec('n1', [
+      'curl',
+      '-sS',
+      '-m',
+      '5',
+      `http://${lab.member('n2-w1').ipv4}:8098/`,
+    ]);
+    assert.ok(JSON.parse(out.stdout).localAddress);
+    await eventually(
+      'host outbound via HBONE',
+      async () =>
+        logs.n1?.find(
+          (l) =>
+            l.includes('"workload":"host-n1"') &&
+            l.includes('"direction":"outbound"') &&
+            l.includes('"transport":"hbone"'),
+        ),
+      (l) => Boolean(l),
+    );
+    const inbound = await lab.exec('n2-w1', ['curl', '-sS', '-m', '5', `http://${n1.ipv4}:8099/`]);
+    assert.ok(JSON.parse(inbound.stdout).localAddress);
+    await eventually(
+      'host inbound via HBONE',
+      async () =>
+        logs.n1?.find(
+          (l) =>
+            l.includes('"direction":"inbound"') &&
+            l.includes('"transport":"hbone"') &&
+            l.includes(`${n1.ipv4}:8099`),
+        ),
+      (l) => Boolean(l),
+    );
+    // The control plane in node 1's namespace is untouched by the host capture.
+    await lab.exec('n1', [meshctl, 'get', 'ns', '--ca-dir', caDir]);
+  } finally {
+    stop(remote);
+    stop(local);
+    await lab
+      .exec('n1', [meshctl, 'delete', 'workload', 'host-n1', '-n', 'shop', '--ca-dir', caDir])
+      .catch(() => {});
+    await eventually(
+      'host-n1 released',
+      () => captured('n1'),
+      (c) => !c.includes('shop/host-n1'),
+    );
+  }
+});
+
+test('an agent killed with SIGKILL: enrolled workloads send nothing in clear meanwhile, and work again within 5 s of the restart', async () => {
+  const agent = agents.n1;
+  assert.ok(agent);
+  const echo = await startEchoServer(lab, 'n2-w1', 8100);
+  const url = `http://${lab.member('n2-w1').ipv4}:8100/`;
+  const pcap = join(dir, 'killed.pcap');
+  const dump = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      lab.plan.underlayNetns,
+      'tcpdump',
+      '-Z',
+      'root',
+      '--immediate-mode',
+      '-i',
+      lab.plan.nodes[0]?.underlayIf ?? '',
+      '-U',
+      '-w',
+      pcap,
+      'tcp',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  running.push(dump);
+  try {
+    await waitForOutput(dump, /listening on/);
+    agent.kill('SIGKILL');
+    await new Promise((r) => agent.once('exit', r));
+    const marker = 'MESHD-WHILE-DOWN-4d1e';
+    await assert.rejects(
+      lab.exec('n1-w1', ['curl', '-sS', '-m', '3', '-H', `x-marker: ${marker}`, url]),
+      'fails closed while the agent is down',
+    );
+    const restarted = Date.now();
+    const again = startAgent('n1');
+    await waitForOutput(again, /"msg":"agent ready"/);
+    await eventually(
+      'works again',
+      () => lab.exec('n1-w1', ['curl', '-sS', '-m', '2', url]).then((r) => r.stdout),
+      (o) => o.includes('localAddress'),
+      5_000,
+    );
+    assert.ok(Date.now() - restarted < 5_000 + 1_000);
+    dump.kill('SIGINT');
+    await new Promise((r) => (dump.exitCode !== null ? r(null) : dump.once('exit', r)));
+    assert.equal(
+      readFileSync(pcap).includes(Buffer.from(marker)),
+      false,
+      'nothing in clear on the underlay',
+    );
+  } finally {
+    stop(echo);
+    if (dump.exitCode === null) dump.kill('SIGKILL');
   }
 });
