@@ -56,7 +56,10 @@ export class CapturedWorkload {
     const deps = this.#deps;
     // A host workload (systemd host, VM; in the lab a node namespace) gets the host variant:
     // forwarded traffic and the agent's and control plane's own ports are left alone.
-    await applyCapture(workload.netns, { mark: deps.mark, hostNetwork: workload.resource.spec.hostNetwork ?? false });
+    await applyCapture(workload.netns, {
+      mark: deps.mark,
+      hostNetwork: workload.resource.spec.hostNetwork ?? false,
+    });
     // The workload's certificate first, so the HBONE listener never answers without one.
     const context = await deps.contexts.forIdentity(workload.identity);
     let current = context;
