@@ -1,7 +1,14 @@
 /** `meshctl lab …`: build, inspect, enter and remove the netns lab. */
 import { spawn } from 'node:child_process';
 import { type Command, InvalidArgumentError } from 'commander';
-import { destroyAllLabsSync, Lab, listLabIds } from './lab/index.js';
+import {
+  DEMO_NAMESPACE,
+  destroyAllLabsSync,
+  Lab,
+  type LabMesh,
+  listLabIds,
+  startLabMesh,
+} from './lab/index.js';
 import { formatTable, parseOutputFormat } from './output.js';
 
 const intArg = (value: string): number => {
@@ -20,10 +27,28 @@ export function registerLabCommands(program: Command): void {
     .option('--nodes <n>', 'number of nodes', intArg, 2)
     .option('--workloads <m>', 'workloads per node', intArg, 2)
     .option('--id <id>', 'lab id (default: random); namespaces are named mdl-<id>-…')
-    .action(async (opts: { nodes: number; workloads: number; id?: string }) => {
+    .option('--no-mesh', 'only the network: no meshd server, agents or registered workloads')
+    .action(async (opts: { nodes: number; workloads: number; id?: string; mesh: boolean }) => {
       const progress = (msg: string) => process.stderr.write(`  ${msg}\n`);
       process.stderr.write(`building lab: ${opts.nodes} nodes × ${opts.workloads} workloads\n`);
-      const created = await Lab.create({ ...opts, progress });
+      const created = await Lab.create({
+        nodes: opts.nodes,
+        workloads: opts.workloads,
+        ...(opts.id ? { id: opts.id } : {}),
+        progress,
+      });
+      if (opts.mesh) {
+        try {
+          const mesh = await startLabMesh(created, progress);
+          created.keep();
+          console.log(statusTable(created));
+          console.log(meshNextSteps(created, mesh));
+          return;
+        } catch (err) {
+          created.destroy();
+          throw err;
+        }
+      }
       created.keep();
       console.log(statusTable(created));
       console.log(nextSteps(created));
@@ -103,5 +128,34 @@ function nextSteps(lab: Lab): string {
     lines.push(`  bin/meshctl lab exec ${a.name} -- curl -s http://${b.ipv4}:8080/`);
   }
   lines.push('  bin/meshctl lab status', '  bin/meshctl lab down');
+  return lines.join('\n');
+}
+
+function meshNextSteps(lab: Lab, mesh: LabMesh): string {
+  const w = lab.members().filter((m) => m.kind === 'workload');
+  const [a, b] = [w[0], w.find((m) => m.node !== w[0]?.node) ?? w[w.length - 1]];
+  const lines = [
+    '',
+    `mesh: meshd server at ${mesh.serverAddress}, one agent per node; workloads enrolled in namespace ${DEMO_NAMESPACE}`,
+    '',
+    'try:',
+  ];
+  if (a && b) {
+    lines.push(`  bin/meshctl lab exec ${b.name} -- python3 -m http.server 8080 &`);
+    lines.push(
+      `  bin/meshctl lab exec ${a.name} -- curl -s http://${b.ipv4}:8080/     # through an HBONE tunnel`,
+    );
+    lines.push(
+      `  grep '"connection complete"' ${mesh.logs[a.node] ?? ''}     # the access log names both identities`,
+    );
+    lines.push(
+      `  bin/meshctl lab exec ${a.node} -- curl -s 127.0.0.1:15020/metrics | grep istio_tcp_connections_opened`,
+    );
+    lines.push(`  bin/meshctl lab exec ${a.node} -- curl -s 127.0.0.1:15000/config_dump`);
+    lines.push(
+      `  bin/meshctl lab exec ${a.node} -- bin/meshctl get workloads -n ${DEMO_NAMESPACE} --ca-dir ${mesh.caDir}`,
+    );
+  }
+  lines.push('  bin/meshctl lab down');
   return lines.join('\n');
 }

@@ -1,0 +1,141 @@
+/**
+ * Turns a lab into a running mesh: a CA in the lab's directory, `meshd server` in node 1's
+ * namespace, the lab's workloads registered in an enrolled namespace, and one `meshd agent`
+ * per node joined with a one-time token. Every process runs inside the lab's namespaces, so
+ * `lab down` (which stops every process in them) removes the mesh with the lab.
+ */
+import { spawn } from 'node:child_process';
+import { openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MeshdError } from '../../daemon/errors.js';
+import { initCa } from '../../daemon/identity/index.js';
+import { packageRoot } from '../../daemon/paths.js';
+import type { Progress } from './build.js';
+import type { Lab } from './lab.js';
+import { labDir } from './state.js';
+
+export const DEMO_NAMESPACE = 'demo';
+
+export interface LabMesh {
+  caDir: string;
+  serverAddress: string;
+  logs: Record<string, string>;
+}
+
+function startDetached(
+  lab: Lab,
+  member: string,
+  args: string[],
+  env: Record<string, string>,
+  log: string,
+): void {
+  const out = openSync(log, 'a', 0o600);
+  const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', lab.member(member).netns, 'env', ...vars, process.execPath, ...args],
+    {
+      detached: true,
+      stdio: ['ignore', out, out],
+    },
+  );
+  child.unref();
+}
+
+async function waitReady(
+  lab: Lab,
+  member: string,
+  url: string,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await lab.exec(member, ['curl', '-sf', '-m', '2', url]).then(
+      () => true,
+      () => false,
+    );
+    if (ok) return;
+    if (Date.now() > deadline) {
+      throw new MeshdError('MESHD_E_LAB', `${what} did not become ready within ${timeoutMs} ms`, {
+        hint: `see its log in ${labDir(lab.id)}`,
+      });
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+function workloadsYaml(lab: Lab): string {
+  const docs = [
+    `apiVersion: meshd.io/v1alpha1\nkind: Namespace\nmetadata: { name: ${DEMO_NAMESPACE}, labels: { meshd.io/dataplane-mode: ambient } }\n`,
+  ];
+  for (const m of lab.members().filter((x) => x.kind === 'workload')) {
+    const addresses = [m.ipv4, ...(m.ipv6 ? [`"${m.ipv6}"`] : [])].join(', ');
+    docs.push(
+      `apiVersion: meshd.io/v1alpha1\nkind: Workload\nmetadata: { name: ${m.name}, namespace: ${DEMO_NAMESPACE}, labels: { app: ${m.name} } }\nspec: { node: ${m.node}, addresses: [${addresses}], serviceAccount: ${m.name}, netns: /var/run/netns/${m.netns} }\n`,
+    );
+  }
+  return docs.join('---\n');
+}
+
+export async function startLabMesh(lab: Lab, progress: Progress): Promise<LabMesh> {
+  const dir = labDir(lab.id);
+  const root = packageRoot();
+  const meshd = join(root, 'dist', 'daemon', 'main.js');
+  const meshctl = join(root, 'dist', 'ctl', 'main.js');
+  const caDir = join(dir, 'ca');
+  const first = lab.plan.nodes[0];
+  if (!first) throw new MeshdError('MESHD_E_LAB', 'the lab has no node for the control plane');
+  const serverAddress = `${first.ipv4}:15012`;
+  const logs: Record<string, string> = { server: join(dir, 'server.log') };
+
+  progress(`CA for cluster.local in ${caDir}`);
+  await initCa({ dir: caDir, trustDomain: 'cluster.local' });
+  progress(`meshd server on ${first.name} (${serverAddress})`);
+  startDetached(
+    lab,
+    first.name,
+    [meshd, 'server'],
+    { MESHD_CA_DIR: caDir, MESHD_DATA_DIR: join(dir, 'server') },
+    logs.server ?? '',
+  );
+  await waitReady(lab, first.name, 'http://127.0.0.1:15014/healthz/ready', 'meshd server');
+
+  const ctl = (...args: string[]) =>
+    lab.exec(first.name, [process.execPath, meshctl, ...args, '--ca-dir', caDir]);
+  const manifest = join(dir, 'workloads.yaml');
+  writeFileSync(manifest, workloadsYaml(lab), { mode: 0o600 });
+  progress(
+    `workloads registered in namespace ${DEMO_NAMESPACE} (enrolled: meshd.io/dataplane-mode=ambient)`,
+  );
+  await ctl('apply', '-f', manifest);
+
+  for (const node of lab.plan.nodes) {
+    const { stdout: token } = await ctl('token', 'create', '--node', node.name);
+    logs[node.name] = join(dir, `agent-${node.name}.log`);
+    startDetached(
+      lab,
+      node.name,
+      [meshd, 'agent'],
+      {
+        MESHD_NODE_NAME: node.name,
+        MESHD_SERVER: serverAddress,
+        MESHD_STATE_DIR: join(dir, `agent-${node.name}`),
+        MESHD_CNI_SOCKET: join(dir, `cni-${node.name}.sock`),
+        MESHD_JOIN_TOKEN: token.trim(),
+        MESHD_CA_BUNDLE: join(caDir, 'bundle.pem'),
+      },
+      logs[node.name] ?? '',
+    );
+    progress(`meshd agent on ${node.name}`);
+  }
+  for (const node of lab.plan.nodes) {
+    await waitReady(
+      lab,
+      node.name,
+      'http://127.0.0.1:15021/healthz/ready',
+      `meshd agent on ${node.name}`,
+    );
+  }
+  return { caDir, serverAddress, logs };
+}
