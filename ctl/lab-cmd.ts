@@ -1,14 +1,7 @@
 /** `meshctl lab …`: build, inspect, enter and remove the netns lab. */
 import { spawn } from 'node:child_process';
 import { type Command, InvalidArgumentError } from 'commander';
-import {
-  DEMO_NAMESPACE,
-  destroyAllLabsSync,
-  Lab,
-  type LabMesh,
-  listLabIds,
-  startLabMesh,
-} from './lab/index.js';
+import { DEMO_NAMESPACE, destroyAllLabsSync, Lab, type LabMesh, listLabIds } from './lab/index.js';
 import { formatTable, parseOutputFormat } from './output.js';
 
 const intArg = (value: string): number => {
@@ -34,24 +27,13 @@ export function registerLabCommands(program: Command): void {
       const created = await Lab.create({
         nodes: opts.nodes,
         workloads: opts.workloads,
+        mesh: opts.mesh,
         ...(opts.id ? { id: opts.id } : {}),
         progress,
       });
-      if (opts.mesh) {
-        try {
-          const mesh = await startLabMesh(created, progress);
-          created.keep();
-          console.log(statusTable(created));
-          console.log(meshNextSteps(created, mesh));
-          return;
-        } catch (err) {
-          created.destroy();
-          throw err;
-        }
-      }
       created.keep();
       console.log(statusTable(created));
-      console.log(nextSteps(created));
+      console.log(created.mesh ? meshNextSteps(created, created.mesh) : nextSteps(created));
     });
 
   lab

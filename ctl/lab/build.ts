@@ -1,5 +1,5 @@
 /** Builds a lab from its plan: underlay bridge, nodes, routes, then workloads via real CNI. */
-import { addressesOf, type CniInvocation, cniAdd } from './cni.js';
+import { addressesOf, type CniInvocation, type CniResult, cniAdd } from './cni.js';
 import { addNetns, ipIn, sysctlIn } from './netns.js';
 import {
   cniNetworkConfig,
@@ -24,7 +24,18 @@ const WORKLOAD_SYSCTLS = {
   'net.ipv6.conf.default.accept_dad': 0,
 };
 
-export async function buildLab(state: LabState, progress: Progress): Promise<void> {
+/** Steps a caller can add: after the network is up, and after each workload's ptp ADD. */
+export interface BuildHooks {
+  afterNetwork?: () => Promise<void>;
+  /** The next plugin of the chain, given the primary plugin's result (its prevResult). */
+  chain?: (workload: WorkloadPlan, prevResult: CniResult) => Promise<void>;
+}
+
+export async function buildLab(
+  state: LabState,
+  progress: Progress,
+  hooks: BuildHooks = {},
+): Promise<void> {
   const { plan } = state;
   progress(`underlay ${plan.underlayNetns} (bridge br0)`);
   await buildUnderlay(plan);
@@ -37,8 +48,9 @@ export async function buildLab(state: LabState, progress: Progress): Promise<voi
       await ipIn(node.netns, 'route', 'add', route.dst, 'via', route.via);
     }
   }
+  await hooks.afterNetwork?.();
   for (const workload of plan.workloads) {
-    const addresses = await addWorkload(state, workload);
+    const addresses = await addWorkload(state, workload, hooks.chain);
     state.workloads[workload.name] = addresses;
     saveState(state);
     progress(
@@ -93,9 +105,10 @@ export function workloadCniInvocation(
   };
 }
 
-async function addWorkload(state: LabState, workload: WorkloadPlan) {
+async function addWorkload(state: LabState, workload: WorkloadPlan, chain: BuildHooks['chain']) {
   await addNetns(workload.netns);
   await sysctlIn(workload.netns, WORKLOAD_SYSCTLS);
   const result = await cniAdd(workloadCniInvocation(state, workload, 'ADD'));
+  await chain?.(workload, result);
   return addressesOf(result);
 }

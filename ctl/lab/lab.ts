@@ -6,7 +6,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { type RunOptions, type RunResult, run } from '../../daemon/command.js';
 import { MeshdError } from '../../daemon/errors.js';
-import { buildLab, type Progress } from './build.js';
+import { type BuildHooks, buildLab, type Progress } from './build.js';
+import { type LabMesh, meshdCniAdd, startControlPlane } from './mesh.js';
 import { type LabPlan, planLab } from './plan.js';
 import { type LabState, listLabIds, loadState, saveState } from './state.js';
 import { destroyLabSync } from './teardown.js';
@@ -14,6 +15,8 @@ import { destroyLabSync } from './teardown.js';
 export interface LabOptions {
   nodes: number;
   workloads: number;
+  /** Also run a mesh: control plane and agents first, then workloads through ptp + meshd-cni. */
+  mesh?: boolean;
   id?: string;
   progress?: Progress;
 }
@@ -48,6 +51,8 @@ function installTeardownHandlers(): void {
 
 export class Lab {
   readonly state: LabState;
+  /** The running mesh, when created with `mesh: true`. */
+  mesh: LabMesh | undefined;
 
   private constructor(state: LabState) {
     this.state = state;
@@ -80,8 +85,19 @@ export class Lab {
     const lab = new Lab(state);
     installTeardownHandlers();
     owned.add(lab);
+    const progress = options.progress ?? (() => {});
     try {
-      await buildLab(state, options.progress ?? (() => {}));
+      const hooks: BuildHooks = {};
+      if (options.mesh) {
+        hooks.afterNetwork = async () => {
+          lab.mesh = await startControlPlane(lab, progress);
+        };
+        hooks.chain = (workload, prevResult) => {
+          if (!lab.mesh) throw new Error('the control plane is not running');
+          return meshdCniAdd(lab, workload, prevResult);
+        };
+      }
+      await buildLab(state, progress, hooks);
     } catch (cause) {
       const problems = lab.destroy();
       throw new MeshdError('MESHD_E_LAB', `building lab ${id} failed; it was removed again`, {

@@ -1,17 +1,20 @@
 /**
- * Turns a lab into a running mesh: a CA in the lab's directory, `meshd server` in node 1's
- * namespace, the lab's workloads registered in an enrolled namespace, and one `meshd agent`
- * per node joined with a one-time token. Every process runs inside the lab's namespaces, so
+ * Makes a lab a running mesh: a CA in the lab's directory, `meshd server` in node 1's
+ * namespace, an enrolled namespace, one `meshd agent` per node joined with a one-time token;
+ * then the lab's workloads are created through ptp + meshd-cni, as a container runtime does. Every process runs inside the lab's namespaces, so
  * `lab down` (which stops every process in them) removes the mesh with the lab.
  */
 import { spawn } from 'node:child_process';
 import { openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { run } from '../../daemon/command.js';
 import { MeshdError } from '../../daemon/errors.js';
 import { initCa } from '../../daemon/identity/index.js';
 import { packageRoot } from '../../daemon/paths.js';
 import type { Progress } from './build.js';
+import { CNI_BIN_DIR, CniPluginError, type CniResult } from './cni.js';
 import type { Lab } from './lab.js';
+import type { WorkloadPlan } from './plan.js';
 import { labDir } from './state.js';
 
 export const DEMO_NAMESPACE = 'demo';
@@ -65,20 +68,7 @@ async function waitReady(
   }
 }
 
-function workloadsYaml(lab: Lab): string {
-  const docs = [
-    `apiVersion: meshd.io/v1alpha1\nkind: Namespace\nmetadata: { name: ${DEMO_NAMESPACE}, labels: { meshd.io/dataplane-mode: ambient } }\n`,
-  ];
-  for (const m of lab.members().filter((x) => x.kind === 'workload')) {
-    const addresses = [m.ipv4, ...(m.ipv6 ? [`"${m.ipv6}"`] : [])].join(', ');
-    docs.push(
-      `apiVersion: meshd.io/v1alpha1\nkind: Workload\nmetadata: { name: ${m.name}, namespace: ${DEMO_NAMESPACE}, labels: { app: ${m.name} } }\nspec: { node: ${m.node}, addresses: [${addresses}], serviceAccount: ${m.name}, netns: /var/run/netns/${m.netns} }\n`,
-    );
-  }
-  return docs.join('---\n');
-}
-
-export async function startLabMesh(lab: Lab, progress: Progress): Promise<LabMesh> {
+export async function startControlPlane(lab: Lab, progress: Progress): Promise<LabMesh> {
   const dir = labDir(lab.id);
   const root = packageRoot();
   const meshd = join(root, 'dist', 'daemon', 'main.js');
@@ -103,12 +93,14 @@ export async function startLabMesh(lab: Lab, progress: Progress): Promise<LabMes
 
   const ctl = (...args: string[]) =>
     lab.exec(first.name, [process.execPath, meshctl, ...args, '--ca-dir', caDir]);
-  const manifest = join(dir, 'workloads.yaml');
-  writeFileSync(manifest, workloadsYaml(lab), { mode: 0o600 });
-  progress(
-    `workloads registered in namespace ${DEMO_NAMESPACE} (enrolled: meshd.io/dataplane-mode=ambient)`,
+  const manifest = join(dir, 'namespace.yaml');
+  writeFileSync(
+    manifest,
+    `apiVersion: meshd.io/v1alpha1\nkind: Namespace\nmetadata: { name: ${DEMO_NAMESPACE}, labels: { meshd.io/dataplane-mode: ambient } }\n`,
+    { mode: 0o600 },
   );
   await ctl('apply', '-f', manifest);
+  progress(`namespace ${DEMO_NAMESPACE} enrolled (meshd.io/dataplane-mode=ambient)`);
 
   for (const node of lab.plan.nodes) {
     const { stdout: token } = await ctl('token', 'create', '--node', node.name);
@@ -121,7 +113,7 @@ export async function startLabMesh(lab: Lab, progress: Progress): Promise<LabMes
         MESHD_NODE_NAME: node.name,
         MESHD_SERVER: serverAddress,
         MESHD_STATE_DIR: join(dir, `agent-${node.name}`),
-        MESHD_CNI_SOCKET: join(dir, `cni-${node.name}.sock`),
+        MESHD_CNI_SOCKET: cniSocket(lab, node.name),
         MESHD_JOIN_TOKEN: token.trim(),
         MESHD_CA_BUNDLE: join(caDir, 'bundle.pem'),
       },
@@ -138,4 +130,59 @@ export async function startLabMesh(lab: Lab, progress: Progress): Promise<LabMes
     );
   }
   return { caDir, serverAddress, logs };
+}
+
+const cniSocket = (lab: Lab, node: string) => join(labDir(lab.id), `cni-${node}.sock`);
+
+/** meshd-cni ADD for a workload, chained after ptp exactly as a runtime runs it. */
+export async function meshdCniAdd(
+  lab: Lab,
+  workload: WorkloadPlan,
+  prevResult: CniResult,
+): Promise<void> {
+  const node = lab.plan.nodes.find((n) => n.name === workload.node);
+  if (!node)
+    throw new MeshdError(
+      'MESHD_E_LAB',
+      `workload ${workload.name} names unknown node ${workload.node}`,
+    );
+  const config = {
+    cniVersion: '1.0.0',
+    name: 'meshd-lab',
+    type: 'meshd-cni',
+    agentSocket: cniSocket(lab, node.name),
+    logFile: join(labDir(lab.id), 'meshd-cni.log'),
+    args: { cni: { labels: [{ key: 'app', value: workload.name }] } },
+    prevResult,
+  };
+  const env = {
+    PATH: process.env.PATH,
+    CNI_COMMAND: 'ADD',
+    CNI_CONTAINERID: workload.containerId,
+    CNI_NETNS: `/var/run/netns/${workload.netns}`,
+    CNI_IFNAME: 'eth0',
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${DEMO_NAMESPACE};K8S_POD_NAME=${workload.name}`,
+    CNI_PATH: CNI_BIN_DIR,
+  };
+  try {
+    await run(['ip', 'netns', 'exec', node.netns, join(packageRoot(), 'bin', 'meshd-cni')], {
+      env,
+      input: JSON.stringify(config),
+      timeoutMs: 60_000,
+    });
+  } catch (cause) {
+    throw new CniPluginError(
+      {
+        command: 'ADD',
+        nodeNetns: node.netns,
+        containerId: workload.containerId,
+        workloadNetns: workload.netns,
+        ifName: 'eth0',
+        args: {},
+        config,
+      },
+      (cause as Error).message,
+      cause,
+    );
+  }
 }

@@ -1,5 +1,5 @@
 // The README's main command: `meshctl lab up` builds the lab and a running mesh in it (server,
-// one agent per node, workloads enrolled); traffic between nodes goes through HBONE; `lab down`
+// one agent per node, workloads created through ptp + meshd-cni into an enrolled namespace); traffic between nodes goes through HBONE; `lab down`
 // removes everything, processes included.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -20,6 +20,25 @@ test('meshctl lab up brings up a mesh whose cross-node traffic goes through HBON
   const lab = Lab.open(id);
   try {
     assert.match(up.stdout, /through an HBONE tunnel/);
+    // The workloads were registered by meshd-cni, chained after ptp, as a runtime does it.
+    const got = await lab.exec('n1', [
+      meshctl,
+      'get',
+      'workload',
+      'n1-w1',
+      '-n',
+      'demo',
+      '-o',
+      'json',
+      '--ca-dir',
+      `${LAB_STATE_ROOT}/${id}/ca`,
+    ]);
+    const workload = JSON.parse(got.stdout) as {
+      metadata: { annotations: Record<string, string> };
+      spec: { netns: string };
+    };
+    assert.equal(workload.metadata.annotations['meshd.io/container-id'], `mdl-${id}-n1-w1`);
+    assert.equal(workload.spec.netns, `/var/run/netns/mdl-${id}-n1-w1`);
     const echo = await startEchoServer(lab, 'n2-w1', 8080);
     try {
       const { stdout } = await lab.exec('n1-w1', [
