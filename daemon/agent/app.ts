@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import type { AgentConfig, LogLevel } from '../config.js';
 import { MeshdError } from '../errors.js';
 import type { CertificateStatus } from '../identity/index.js';
+import { RegistryClient } from '../proto/index.js';
 import {
   createJsonLogger,
   type HttpEndpoint,
@@ -184,8 +185,6 @@ export async function startAgent(
     registry,
     logger.child({ component: 'dataplane' }),
   );
-  sync.start();
-  dataplane.reconcile();
   const nodeCredentials = () => ({
     trustDomain: config.trustDomain,
     bundlePem: identity.roots.join(''),
@@ -194,6 +193,26 @@ export async function startAgent(
       keyPem: identity.nodeCertificate.keyPem,
     },
   });
+  dataplane.onGone(async (w) => {
+    const client = new RegistryClient({
+      ...nodeCredentials(),
+      server: servers[0] ?? config.serverAddress,
+    });
+    try {
+      await client.delete({
+        ref: { kind: 'Workload', namespace: w.metadata.namespace ?? '', name: w.metadata.name },
+        resourceVersion: '',
+      });
+      logger.info(
+        { workload: `${w.metadata.namespace}/${w.metadata.name}` },
+        'gone workload deregistered',
+      );
+    } finally {
+      client.close();
+    }
+  });
+  sync.start();
+  dataplane.reconcile();
   let cni: CniEndpoint;
   try {
     cni = await CniEndpoint.start({

@@ -3,6 +3,7 @@
  * (enrolled Workloads of this node that have a network namespace), owns the HBONE pool, and
  * re-checks live connections whenever the state changes.
  */
+import { existsSync } from 'node:fs';
 import { Gauge, type Registry } from 'prom-client';
 import { describeError } from '../errors.js';
 import type { MeshState, Workload } from '../model/index.js';
@@ -46,6 +47,8 @@ export class Dataplane {
   #closed = false;
   #reconciledOnce = false;
   readonly #unsubscribe: () => void;
+  readonly #goneReported = new Set<string>();
+  #onGone: ((workload: Workload) => Promise<void>) | undefined;
 
   constructor(
     options: DataplaneOptions,
@@ -113,7 +116,12 @@ export class Dataplane {
     const state = this.#sync.state;
     const desired = new Map<string, LocalWorkload>();
     for (const w of state.workloadsOnNode(this.#options.node)) {
-      if (!w.spec.netns || !state.isEnrolled(w)) continue;
+      if (!w.spec.netns) continue;
+      if (!existsSync(w.spec.netns)) {
+        this.#gone(w as Workload);
+        continue;
+      }
+      if (!state.isEnrolled(w)) continue;
       const view = localWorkload(w as Workload, this.#options.trustDomain);
       desired.set(`${view.ref.namespace}/${view.ref.name}`, view);
     }
@@ -154,6 +162,38 @@ export class Dataplane {
     for (const captured of this.#captured.values()) captured.recheck();
     this.metrics.captured.set(this.#captured.size);
     if (this.#sync.source !== 'empty') this.#reconciledOnce = true;
+  }
+
+  /**
+   * A workload whose namespace no longer exists: its container went away while no agent was
+   * there to see the CNI DEL (which succeeds without the agent). Workloads registered by
+   * meshd-cni are deregistered; ones an operator registered are only reported.
+   */
+  #gone(workload: Workload): void {
+    const key = `${workload.metadata.namespace}/${workload.metadata.name}`;
+    if (this.#goneReported.has(key)) return;
+    this.#goneReported.add(key);
+    const fromCni = Boolean(workload.metadata.annotations?.['meshd.io/container-id']);
+    this.#logger.warn(
+      { workload: key, netns: workload.spec.netns, deregister: fromCni },
+      'workload namespace is gone',
+    );
+    const handler = this.#onGone;
+    if (fromCni && handler) {
+      handler(workload)
+        .catch((err: unknown) =>
+          this.#logger.warn(
+            { workload: key, err: describeError(err) },
+            'deregistering a gone workload failed; will retry',
+          ),
+        )
+        .finally(() => this.#goneReported.delete(key));
+    }
+  }
+
+  /** Called for CNI-registered workloads whose namespace is gone (the agent deregisters them). */
+  onGone(handler: (workload: Workload) => Promise<void>): void {
+    this.#onGone = handler;
   }
 
   #capturedDeps(_state: MeshState) {

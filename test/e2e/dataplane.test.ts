@@ -971,3 +971,65 @@ test('an agent killed with SIGKILL: enrolled workloads send nothing in clear mea
     if (dump.exitCode === null) dump.kill('SIGKILL');
   }
 });
+
+test('a restarted agent drops CNI workloads whose namespace went away while it was down', async () => {
+  const { cniNetworkConfig, LAB_STATE_ROOT } = await import('../../ctl/lab/index.js');
+  const node = lab.plan.nodes[0];
+  assert.ok(node);
+  const netns = `mdl-${lab.id}-n1-gone1`;
+  const env = (command: string) => ({
+    PATH: process.env.PATH,
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: `gone-${lab.id}`,
+    CNI_NETNS: `/var/run/netns/${netns}`,
+    CNI_IFNAME: 'eth0',
+    CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=gone-1',
+    CNI_PATH: '/usr/lib/cni',
+  });
+  const ptpConfig = {
+    ...cniNetworkConfig(node, join(LAB_STATE_ROOT, lab.id, 'ipam', node.name)),
+    cniVersion: '1.0.0',
+  };
+  const inNode = (argv: string[], command: string, input: object) =>
+    run(['ip', 'netns', 'exec', node.netns, ...argv], {
+      env: env(command),
+      input: JSON.stringify(input),
+    });
+  await run(['ip', 'netns', 'add', netns]);
+  const prevResult = JSON.parse((await inNode(['/usr/lib/cni/ptp'], 'ADD', ptpConfig)).stdout);
+  const meshConfig = {
+    cniVersion: '1.0.0',
+    name: 'meshd-lab',
+    type: 'meshd-cni',
+    agentSocket: join(dir, 'cni-n1.sock'),
+    logFile: join(dir, 'meshd-cni.log'),
+    prevResult,
+  };
+  await inNode([join(root, 'bin/meshd-cni')], 'ADD', meshConfig);
+  await eventually(
+    'gone-1 captured',
+    () => captured('n1'),
+    (c) => c.includes('shop/gone-1'),
+  );
+  // The agent stops; the container goes away (its DEL succeeds without the agent).
+  const agent = agents.n1;
+  assert.ok(agent);
+  agent.kill('SIGTERM');
+  await new Promise((r) => agent.once('exit', r));
+  await inNode([join(root, 'bin/meshd-cni')], 'DEL', { ...meshConfig, prevResult: undefined });
+  await inNode(['/usr/lib/cni/ptp'], 'DEL', ptpConfig);
+  await run(['ip', 'netns', 'del', netns]);
+  // Back again: it notices and deregisters the workload.
+  const again = startAgent('n1');
+  await waitForOutput(again, /"msg":"agent ready"/);
+  await eventually(
+    'gone-1 deregistered',
+    () =>
+      lab.exec('n1', [meshctl, 'get', 'workload', 'gone-1', '-n', 'shop', '--ca-dir', caDir]).then(
+        () => 'present',
+        () => 'gone',
+      ),
+    (r) => r === 'gone',
+  );
+  assert.ok(logs.n1?.some((l) => l.includes('"gone workload deregistered"')));
+});
