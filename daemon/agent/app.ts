@@ -160,14 +160,7 @@ export async function startAgent(
     node: config.nodeName,
     stateFile: join(config.stateDir, 'registry-state.json'),
     logger: logger.child({ component: 'registry' }),
-    credentials: () => ({
-      trustDomain: config.trustDomain,
-      bundlePem: identity.roots.join(''),
-      identity: {
-        certChainPem: identity.nodeCertificate.certChainPem,
-        keyPem: identity.nodeCertificate.keyPem,
-      },
-    }),
+    credentials: () => identity.clientCredentials(),
   });
   const dataplane = new Dataplane(
     {
@@ -185,14 +178,7 @@ export async function startAgent(
     registry,
     logger.child({ component: 'dataplane' }),
   );
-  const nodeCredentials = () => ({
-    trustDomain: config.trustDomain,
-    bundlePem: identity.roots.join(''),
-    identity: {
-      certChainPem: identity.nodeCertificate.certChainPem,
-      keyPem: identity.nodeCertificate.keyPem,
-    },
-  });
+  const nodeCredentials = () => identity.clientCredentials();
   dataplane.onGone(async (w) => {
     const client = new RegistryClient({
       ...nodeCredentials(),

@@ -12,7 +12,7 @@ import {
   type ManagerLogger,
   nodeId,
 } from '../identity/index.js';
-import { IdentityClient } from '../proto/index.js';
+import { type ClientCredentials, IdentityClient } from '../proto/index.js';
 import { GrpcCertificateIssuer } from './issuer.js';
 import {
   loadOrJoin,
@@ -82,6 +82,15 @@ export class AgentIdentity {
     return this.#creds.cert;
   }
 
+  /** What a control-plane client needs to call as this node (current certificate and roots). */
+  clientCredentials(): ClientCredentials {
+    return {
+      trustDomain: this.#options.trustDomain,
+      bundlePem: this.#creds.roots.join(''),
+      identity: { certChainPem: this.#creds.cert.certChainPem, keyPem: this.#creds.cert.keyPem },
+    };
+  }
+
   certificate(identity: string): Promise<IssuedCertificate> {
     return this.#workloads.get(identity);
   }
@@ -139,12 +148,7 @@ export class AgentIdentity {
   }
 
   #newClient(): IdentityClient {
-    return new IdentityClient({
-      server: this.#options.serverAddress,
-      trustDomain: this.#options.trustDomain,
-      bundlePem: this.#creds.roots.join(''),
-      identity: { certChainPem: this.#creds.cert.certChainPem, keyPem: this.#creds.cert.keyPem },
-    });
+    return new IdentityClient({ ...this.clientCredentials(), server: this.#options.serverAddress });
   }
 
   /**
