@@ -9,6 +9,7 @@ import { registerEnrollCommands } from './enroll-cmd.js';
 import { registerLabCommands } from './lab-cmd.js';
 import { registerResourceCommands } from './resource-cmd.js';
 import { registerTokenCommands } from './token-cmd.js';
+import { registerWhyCommand } from './why-cmd.js';
 
 export function buildProgram(): Command {
   const program = new Command('meshctl')
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .enablePositionalOptions();
   registerResourceCommands(program);
   registerEnrollCommands(program);
+  registerWhyCommand(program);
   registerCaCommands(program);
   registerConfigCommands(program);
   registerCertsCommand(program);
