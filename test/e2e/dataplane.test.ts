@@ -686,21 +686,22 @@ test("CONNECT to an address that is not the workload's and an expired client cer
   }
 });
 
-test('the CNI chain (ptp, then meshd-cni) makes an enrolled workload whose first connection is already in the mesh', async () => {
+/**
+ * A container on node 1 the way a runtime makes it: its netns, then ptp ADD, then meshd-cni ADD
+ * with ptp's result as prevResult (namespace shop, pod `name`).
+ */
+async function cniContainer(name: string) {
   const { cniNetworkConfig, LAB_STATE_ROOT } = await import('../../ctl/lab/index.js');
   const node = lab.plan.nodes[0];
   assert.ok(node);
-  const netns = `mdl-${lab.id}-n1-cni1`;
-  const containerId = `cni-test-${lab.id}`;
-  await run(['ip', 'netns', 'add', netns]);
-  await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
+  const netns = `mdl-${lab.id}-n1-${name}`;
   const env = (command: string) => ({
     PATH: process.env.PATH,
     CNI_COMMAND: command,
-    CNI_CONTAINERID: containerId,
+    CNI_CONTAINERID: `${name}-${lab.id}`,
     CNI_NETNS: `/var/run/netns/${netns}`,
     CNI_IFNAME: 'eth0',
-    CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=cni-1',
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name}`,
     CNI_PATH: '/usr/lib/cni',
   });
   const ptpConfig = {
@@ -712,20 +713,37 @@ test('the CNI chain (ptp, then meshd-cni) makes an enrolled workload whose first
       env: env(command),
       input: JSON.stringify(input),
     });
-  const ptp = await inNode(['/usr/lib/cni/ptp'], 'ADD', ptpConfig);
-  const prevResult = JSON.parse(ptp.stdout);
+  const meshdCni = join(root, 'bin/meshd-cni');
+  await run(['ip', 'netns', 'add', netns]);
+  await run(['ip', '-n', netns, 'link', 'set', 'lo', 'up']);
+  const prevResult = JSON.parse((await inNode(['/usr/lib/cni/ptp'], 'ADD', ptpConfig)).stdout);
   const meshConfig = {
     cniVersion: '1.0.0',
     name: 'meshd-lab',
     type: 'meshd-cni',
     agentSocket: join(dir, 'cni-n1.sock'),
     logFile: join(dir, 'meshd-cni.log'),
-    prevResult,
   };
-  const added = await inNode([join(root, 'bin/meshd-cni')], 'ADD', meshConfig);
-  assert.deepEqual(
-    JSON.parse(added.stdout),
+  return {
+    netns,
     prevResult,
+    /** meshd-cni ADD; returns what it printed. */
+    add: async () => (await inNode([meshdCni], 'ADD', { ...meshConfig, prevResult })).stdout,
+    delMesh: () => inNode([meshdCni], 'DEL', meshConfig),
+    /** ptp DEL and the namespace itself: the container is gone. */
+    remove: async () => {
+      await inNode(['/usr/lib/cni/ptp'], 'DEL', ptpConfig);
+      await run(['ip', 'netns', 'del', netns]);
+    },
+  };
+}
+
+test('the CNI chain (ptp, then meshd-cni) makes an enrolled workload whose first connection is already in the mesh', async () => {
+  const container = await cniContainer('cni-1');
+  const { netns } = container;
+  assert.deepEqual(
+    JSON.parse(await container.add()),
+    container.prevResult,
     'meshd-cni passes prevResult through unchanged',
   );
   const echo = await startEchoServer(lab, 'n2-w1', 8096);
@@ -762,17 +780,16 @@ test('the CNI chain (ptp, then meshd-cni) makes an enrolled workload whose first
       caDir,
     ]);
     assert.equal(JSON.parse(got.stdout).spec.netns, `/var/run/netns/${netns}`);
-    await inNode([join(root, 'bin/meshd-cni')], 'DEL', { ...meshConfig, prevResult: undefined });
+    await container.delMesh();
     await assert.rejects(
       lab.exec('n1', [meshctl, 'get', 'workload', 'cni-1', '-n', 'shop', '--ca-dir', caDir]),
       /not found/,
     );
     // DEL is idempotent: an unknown container is fine.
-    await inNode([join(root, 'bin/meshd-cni')], 'DEL', { ...meshConfig, prevResult: undefined });
-    await inNode(['/usr/lib/cni/ptp'], 'DEL', ptpConfig);
+    await container.delMesh();
   } finally {
     stop(echo);
-    await run(['ip', 'netns', 'del', netns]).catch(() => {});
+    await container.remove().catch(() => {});
   }
 });
 
@@ -973,39 +990,8 @@ test('an agent killed with SIGKILL: enrolled workloads send nothing in clear mea
 });
 
 test('a restarted agent drops CNI workloads whose namespace went away while it was down', async () => {
-  const { cniNetworkConfig, LAB_STATE_ROOT } = await import('../../ctl/lab/index.js');
-  const node = lab.plan.nodes[0];
-  assert.ok(node);
-  const netns = `mdl-${lab.id}-n1-gone1`;
-  const env = (command: string) => ({
-    PATH: process.env.PATH,
-    CNI_COMMAND: command,
-    CNI_CONTAINERID: `gone-${lab.id}`,
-    CNI_NETNS: `/var/run/netns/${netns}`,
-    CNI_IFNAME: 'eth0',
-    CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=gone-1',
-    CNI_PATH: '/usr/lib/cni',
-  });
-  const ptpConfig = {
-    ...cniNetworkConfig(node, join(LAB_STATE_ROOT, lab.id, 'ipam', node.name)),
-    cniVersion: '1.0.0',
-  };
-  const inNode = (argv: string[], command: string, input: object) =>
-    run(['ip', 'netns', 'exec', node.netns, ...argv], {
-      env: env(command),
-      input: JSON.stringify(input),
-    });
-  await run(['ip', 'netns', 'add', netns]);
-  const prevResult = JSON.parse((await inNode(['/usr/lib/cni/ptp'], 'ADD', ptpConfig)).stdout);
-  const meshConfig = {
-    cniVersion: '1.0.0',
-    name: 'meshd-lab',
-    type: 'meshd-cni',
-    agentSocket: join(dir, 'cni-n1.sock'),
-    logFile: join(dir, 'meshd-cni.log'),
-    prevResult,
-  };
-  await inNode([join(root, 'bin/meshd-cni')], 'ADD', meshConfig);
+  const container = await cniContainer('gone-1');
+  await container.add();
   await eventually(
     'gone-1 captured',
     () => captured('n1'),
@@ -1016,9 +1002,8 @@ test('a restarted agent drops CNI workloads whose namespace went away while it w
   assert.ok(agent);
   agent.kill('SIGTERM');
   await new Promise((r) => agent.once('exit', r));
-  await inNode([join(root, 'bin/meshd-cni')], 'DEL', { ...meshConfig, prevResult: undefined });
-  await inNode(['/usr/lib/cni/ptp'], 'DEL', ptpConfig);
-  await run(['ip', 'netns', 'del', netns]);
+  await container.delMesh();
+  await container.remove();
   // Back again: it notices and deregisters the workload.
   const again = startAgent('n1');
   await waitForOutput(again, /"msg":"agent ready"/);

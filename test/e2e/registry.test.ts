@@ -9,22 +9,12 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { loadAdminCredentials } from '../../ctl/client.js';
 import { StateSync } from '../../daemon/agent/index.js';
-import {
-  createCsr,
-  exportPrivateKeyPem,
-  generateKeyPair,
-  initCa,
-  nodeId,
-} from '../../daemon/identity/index.js';
-import {
-  type ClientCredentials,
-  IdentityClient,
-  RegistryClient,
-} from '../../daemon/proto/index.js';
+import { initCa } from '../../daemon/identity/index.js';
+import { type ClientCredentials, RegistryClient } from '../../daemon/proto/index.js';
 import { silentLogger } from '../../daemon/telemetry/index.js';
 import { freePort, startEtcd, type TestEtcd } from '../support/etcd.js';
 import { waitForOutput } from '../support/lab-helpers.js';
-import { json, TD, workload } from '../support/registry.js';
+import { joinNode, json, TD, workload } from '../support/registry.js';
 
 const MESHD = new URL('../../daemon/main.js', import.meta.url).pathname;
 let dir: string;
@@ -80,26 +70,6 @@ function registry(creds: ClientCredentials, address: string): RegistryClient {
   return client;
 }
 
-async function joinNode(node: string, address: string): Promise<ClientCredentials> {
-  const adminClient = new IdentityClient({ ...admin, server: address });
-  const anon = new IdentityClient({ trustDomain: TD, bundlePem: admin.bundlePem, server: address });
-  closers.push(adminClient, anon);
-  const { token } = await adminClient.createJoinToken({ node, ttlSeconds: 600 });
-  const keys = await generateKeyPair();
-  const answer = await anon.join({
-    token,
-    csr: Buffer.from(await createCsr(keys, nodeId(TD, node))),
-  });
-  return {
-    trustDomain: TD,
-    bundlePem: admin.bundlePem,
-    identity: {
-      certChainPem: answer.certChain.join(''),
-      keyPem: await exportPrivateKeyPem(keys.privateKey),
-    },
-  };
-}
-
 async function eventually(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!pred()) {
@@ -128,7 +98,7 @@ test("etcd: two servers share one etcd; agents follow either; a killed server's 
   etcd = await startEtcd();
   const s1 = await startServerProcess('s1', `${etcd.url}/meshd`);
   const s2 = await startServerProcess('s2', `${etcd.url}/meshd`);
-  const creds = await joinNode('n1', s1.address);
+  const creds = await joinNode(admin, s1.address, 'n1');
 
   const onS2 = sync('n1', creds, [s2.address]);
   const failover = sync('n1', creds, [s1.address, s2.address]);

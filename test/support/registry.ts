@@ -33,6 +33,35 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+/** Makes a join token with the admin credentials and joins `node`; its node credentials. */
+export async function joinNode(
+  admin: ClientCredentials,
+  address: string,
+  node: string,
+): Promise<ClientCredentials> {
+  const adminClient = new IdentityClient({ ...admin, server: address });
+  const anon = new IdentityClient({ trustDomain: TD, bundlePem: admin.bundlePem, server: address });
+  try {
+    const { token } = await adminClient.createJoinToken({ node, ttlSeconds: 600 });
+    const keys = await generateKeyPair();
+    const answer = await anon.join({
+      token,
+      csr: Buffer.from(await createCsr(keys, nodeId(TD, node))),
+    });
+    return {
+      trustDomain: TD,
+      bundlePem: admin.bundlePem,
+      identity: {
+        certChainPem: answer.certChain.join(''),
+        keyPem: await exportPrivateKeyPem(keys.privateKey),
+      },
+    };
+  } finally {
+    adminClient.close();
+    anon.close();
+  }
+}
+
 export function serverConfig(
   dir: string,
   caDir: string,
@@ -80,26 +109,7 @@ export async function startTestServer(
     admin,
     registry: (creds = admin) =>
       track(new RegistryClient({ ...creds, server: address, timeoutMs: 10_000 })),
-    async nodeCredentials(node) {
-      const adminClient = track(new IdentityClient({ ...admin, server: address }));
-      const { token } = await adminClient.createJoinToken({ node, ttlSeconds: 600 });
-      const keys = await generateKeyPair();
-      const anon = track(
-        new IdentityClient({ trustDomain: TD, bundlePem: admin.bundlePem, server: address }),
-      );
-      const answer = await anon.join({
-        token,
-        csr: Buffer.from(await createCsr(keys, nodeId(TD, node))),
-      });
-      return {
-        trustDomain: TD,
-        bundlePem: admin.bundlePem,
-        identity: {
-          certChainPem: answer.certChain.join(''),
-          keyPem: await exportPrivateKeyPem(keys.privateKey),
-        },
-      };
-    },
+    nodeCredentials: (node) => joinNode(admin, address, node),
     async close() {
       for (const c of clients) c.close();
       await server.close();
