@@ -2,10 +2,13 @@
 import { Command } from 'commander';
 import { describeError } from '../daemon/errors.js';
 import { assertSupportedRuntime } from '../daemon/runtime.js';
+import { registerAgentCommands } from './agent-cmd.js';
 import { registerCaCommands } from './ca-cmd.js';
 import { registerCertsCommand } from './certs-cmd.js';
+import { registerCompletionCommands } from './completion-cmd.js';
 import { registerConfigCommands } from './config-cmd.js';
 import { registerEnrollCommands } from './enroll-cmd.js';
+import { registerInstallCommands } from './install-cmd.js';
 import { registerLabCommands } from './lab-cmd.js';
 import { registerResourceCommands } from './resource-cmd.js';
 import { registerTokenCommands } from './token-cmd.js';
@@ -25,6 +28,9 @@ export function buildProgram(): Command {
   registerCertsCommand(program);
   registerLabCommands(program);
   registerTokenCommands(program);
+  registerAgentCommands(program);
+  registerInstallCommands(program);
+  registerCompletionCommands(program);
   return program;
 }
 

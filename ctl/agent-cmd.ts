@@ -1,0 +1,4 @@
+/** `meshctl agent …` (being written). */
+import type { Command } from 'commander';
+
+export function registerAgentCommands(_program: Command): void {}

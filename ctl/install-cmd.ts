@@ -1,0 +1,4 @@
+/** `meshctl install …` (being written). */
+import type { Command } from 'commander';
+
+export function registerInstallCommands(_program: Command): void {}
