@@ -1,6 +1,7 @@
 /** meshctl: the operator's command line. */
 import { Command } from 'commander';
 import { describeError } from '../daemon/errors.js';
+import { meshdVersion } from '../daemon/paths.js';
 import { assertSupportedRuntime } from '../daemon/runtime.js';
 import { registerAgentCommands } from './agent-cmd.js';
 import { registerCaCommands } from './ca-cmd.js';
@@ -17,7 +18,7 @@ import { registerWhyCommand } from './why-cmd.js';
 export function buildProgram(): Command {
   const program = new Command('meshctl')
     .description('operate a meshd service mesh')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(meshdVersion())
     .showHelpAfterError()
     .enablePositionalOptions();
   registerResourceCommands(program);

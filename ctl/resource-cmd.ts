@@ -18,6 +18,7 @@ import {
 import type { ResourceRef } from '../daemon/proto/index.js';
 import type { ConnectionFlags } from './config.js';
 import { addConnectionOptions, withRegistry } from './connect.js';
+import { fetchNodes, nodesTable } from './nodes.js';
 import { formatTable } from './output.js';
 import { resourceColumns } from './resource-table.js';
 
@@ -36,7 +37,12 @@ Object.assign(ALIASES, {
   wp: 'Waypoint',
   httproutes: 'HTTPRoute',
   route: 'HTTPRoute',
+  policy: 'AuthorizationPolicy',
+  policies: 'AuthorizationPolicy',
 });
+
+/** `get nodes` is not a resource kind: it is the servers' view of the agents. */
+const NODE_ALIASES = new Set(['node', 'nodes', 'no']);
 
 export function parseKind(value: string): Kind {
   const kind = ALIASES[value.toLowerCase()];
@@ -126,7 +132,10 @@ export function registerResourceCommands(program: Command): void {
     program
       .command('get')
       .description('list resources of a kind, or show one')
-      .argument('<kind>', `one of ${KINDS.join(', ')} (plural and short names work)`)
+      .argument(
+        '<kind>',
+        `nodes, or one of ${KINDS.join(', ')} (plural and short names work; policies = AuthorizationPolicy)`,
+      )
       .argument('[name]', 'one resource')
       .option('-n, --namespace <ns>', 'only this namespace')
       .option('-o, --output <format>', 'table, json or yaml', parseOutput, 'table'),
@@ -136,6 +145,10 @@ export function registerResourceCommands(program: Command): void {
       name: string | undefined,
       opts: ConnectionFlags & { namespace?: string; output: Output },
     ) => {
+      if (NODE_ALIASES.has(kindArg.toLowerCase())) {
+        await getNodes(opts, name, opts.output);
+        return;
+      }
       const kind = parseKind(kindArg);
       const resources = await withRegistry(opts, async (c) => {
         if (name) {
@@ -193,6 +206,19 @@ export function registerResourceCommands(program: Command): void {
       });
     },
   );
+}
+
+async function getNodes(flags: ConnectionFlags, name: string | undefined, output: Output) {
+  const answer = await fetchNodes(flags);
+  const nodes = name ? answer.nodes.filter((n) => n.name === name) : answer.nodes;
+  if (name && nodes.length === 0)
+    throw new MeshdError('MESHD_E_NOT_FOUND', `node ${name} is not known to the servers`, {
+      hint: 'see "meshctl get nodes"; a node appears once its agent connects or a workload names it',
+    });
+  for (const u of answer.unreachable) console.error(`warning: server ${u.address}: ${u.error}`);
+  if (output === 'json') console.log(JSON.stringify(name ? nodes[0] : nodes, null, 2));
+  else if (output === 'yaml') console.log(YAML.stringify(name ? nodes[0] : nodes).trimEnd());
+  else console.log(nodesTable(nodes, Date.now()));
 }
 
 function render(kind: Kind, resources: Resource[], output: Output, single: boolean): string {

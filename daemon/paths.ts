@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,4 +11,15 @@ export function packageRoot(start = dirname(fileURLToPath(import.meta.url))): st
     if (existsSync(join(dir, 'package.json'))) return dir;
     if (dirname(dir) === dir) throw new Error(`no package.json above ${start}`);
   }
+}
+
+let version: string | undefined;
+
+/** meshd's version, from its package.json (read once). */
+export function meshdVersion(): string {
+  version ??= String(
+    (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown })
+      .version ?? 'unknown',
+  );
+  return version;
 }

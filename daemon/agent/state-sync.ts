@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describeError } from '../errors.js';
 import { writeFileAtomic } from '../files.js';
 import { MeshState, type Resource, type StateChange, validateResource } from '../model/index.js';
+import { meshdVersion } from '../paths.js';
 import {
   type ClientCredentials,
   RegistryClient,
@@ -89,7 +90,7 @@ export class StateSync {
     const from = this.state.revision;
     logger.info({ server, fromRevision: from }, 'watching the registry');
     this.#stream = client.watch(
-      { node, fromRevision: from },
+      { node, fromRevision: from, sentAtUnixMs: Date.now(), version: meshdVersion() },
       (message) => this.#onMessage(server, message),
       (err) => this.#onEnd(server, err),
     );

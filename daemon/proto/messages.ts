@@ -71,6 +71,8 @@ export interface DeleteResponse {
 export interface WatchRequest {
   node: string;
   fromRevision: number;
+  sentAtUnixMs?: number;
+  version?: string;
 }
 export interface Change {
   type: 'put' | 'delete';
@@ -81,4 +83,24 @@ export interface WatchResponse {
   revision: number;
   resources: string[];
   changes: Change[];
+}
+
+export type ListNodesRequest = Record<string, never>;
+
+export interface NodeStatus {
+  name: string;
+  connected: boolean;
+  peer: string;
+  connectedSince: string;
+  disconnectedAt: string;
+  revisionSent: number;
+  clockSkewMs: number;
+  workloads: number;
+  version: string;
+}
+
+export interface ListNodesResponse {
+  nodes: NodeStatus[];
+  revision: number;
+  serverTimeUnixMs: number;
 }

@@ -7,6 +7,8 @@ import type {
   DeleteResponse,
   GetRequest,
   GetResponse,
+  ListNodesRequest,
+  ListNodesResponse,
   ListRequest,
   ListResponse,
   WatchRequest,
@@ -31,6 +33,9 @@ export class RegistryClient extends ControlPlaneClient {
   }
   list(request: ListRequest): Promise<ListResponse> {
     return this.unary('List', request);
+  }
+  listNodes(request: ListNodesRequest = {}): Promise<ListNodesResponse> {
+    return this.unary('ListNodes', request);
   }
   delete(request: DeleteRequest): Promise<DeleteResponse> {
     return this.unary('Delete', request);

@@ -289,3 +289,40 @@ test('StateSync follows the registry, saves its state, and serves from it when n
   assert.equal(offline.state.workloadByIp('10.40.1.77')?.metadata.name, 'late');
   offline.close();
 });
+
+test('ListNodes: a watching agent is connected and current, with its clock skew; then disconnected; admins only', async () => {
+  const c = t.registry();
+  const messages: WatchResponse[] = [];
+  const skewed = Date.now() + 90_000; // the agent's clock runs 90 s ahead
+  const stream = t.registry(n1).watch(
+    { node: 'n1', fromRevision: 0, sentAtUnixMs: skewed, version: '9.9.9' },
+    (m) => messages.push(m),
+    () => {},
+  );
+  const until = async (pred: () => Promise<boolean> | boolean, what: string) => {
+    const deadline = Date.now() + 5000;
+    while (!(await pred())) {
+      if (Date.now() > deadline) throw new Error(`ListNodes: ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  await until(() => messages.length >= 1, 'no snapshot');
+  const listed = await c.listNodes();
+  const n1Status = listed.nodes.find((n) => n.name === 'n1');
+  assert.ok(n1Status, JSON.stringify(listed.nodes));
+  assert.equal(n1Status.connected, true);
+  assert.equal(n1Status.version, '9.9.9');
+  assert.equal(n1Status.revisionSent, listed.revision);
+  assert.ok(Math.abs(n1Status.clockSkewMs - 90_000) < 2000, String(n1Status.clockSkewMs));
+  assert.ok(n1Status.workloads >= 1, 'n1 has registered workloads');
+  assert.ok(Math.abs(listed.serverTimeUnixMs - Date.now()) < 2000);
+
+  stream.cancel();
+  await until(
+    async () => (await c.listNodes()).nodes.find((n) => n.name === 'n1')?.connected === false,
+    'n1 still connected after its stream ended',
+  );
+  const after = (await c.listNodes()).nodes.find((n) => n.name === 'n1');
+  assert.ok(after?.disconnectedAt, 'the time it disconnected is kept');
+  await assert.rejects(t.registry(n1).listNodes(), status(grpc.status.PERMISSION_DENIED));
+});

@@ -93,6 +93,13 @@ export class RegistryCache {
     return [...keys].flatMap((k) => this.#items.get(k) ?? []);
   }
 
+  /** Nodes with at least one Workload, and how many each has. */
+  workloadCounts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const [node, keys] of this.#workloadsByNode) if (keys.size) counts.set(node, keys.size);
+    return counts;
+  }
+
   /** The batches after `revision`, or undefined when they are no longer all in the history. */
   since(revision: number): ChangeBatch[] | undefined {
     if (revision > this.#revision) return undefined;

@@ -21,6 +21,7 @@ import type {
   GetRequest,
   GetResponse,
   grpc,
+  ListNodesResponse,
   ListRequest,
   ListResponse,
   ResourceRef,
@@ -35,6 +36,7 @@ import { ConflictError, type Store, type StoreOp } from '../store/index.js';
 import type { RegistryCache } from './cache.js';
 import { withVersion } from './cache.js';
 import { keyOf, listPrefix, refOfKey, refText } from './keys.js';
+import { NodePresence, type StreamPresence } from './presence.js';
 
 export interface RegistryServiceDeps {
   store: Store;
@@ -46,6 +48,8 @@ export interface RegistryServiceDeps {
   maxApply?: number;
   /** Bytes queued for one slow Watch stream before it is cut (the agent resumes). */
   maxWatchBacklogBytes?: number;
+  /** Which agents watch this server (made here when not given). */
+  presence?: NodePresence;
 }
 
 const conflict = (message: string) => new MeshdError('MESHD_E_CONFLICT', message);
@@ -117,6 +121,7 @@ export function registryHandlers(deps: RegistryServiceDeps): grpc.UntypedService
   const { store, cache, logger, clock } = deps;
   const maxApply = deps.maxApply ?? 5000;
   const maxBacklog = deps.maxWatchBacklogBytes ?? 64 * 1024 * 1024;
+  const presence = deps.presence ?? new NodePresence(() => clock.now());
   const caller = (
     call: { getAuthContext(): { sslPeerCertificate?: { raw?: Buffer } } },
     method: string,
@@ -252,6 +257,16 @@ export function registryHandlers(deps: RegistryServiceDeps): grpc.UntypedService
     return { revision };
   }
 
+  async function listNodes(_req: unknown, who: Caller): Promise<ListNodesResponse> {
+    if (who.kind.kind !== 'admin')
+      throw forbidden(`${who.svid.spiffeId} may not list nodes (admins only)`);
+    return {
+      nodes: presence.list(cache.workloadCounts()),
+      revision: cache.revision,
+      serverTimeUnixMs: clock.now(),
+    };
+  }
+
   const watch: grpc.handleServerStreamingCall<WatchRequest, WatchResponse> = (call) => {
     let who: Caller;
     try {
@@ -261,8 +276,18 @@ export function registryHandlers(deps: RegistryServiceDeps): grpc.UntypedService
       return;
     }
     const log = logger.child({ watcher: who.svid.spiffeId, node: call.request.node });
+    const seen: StreamPresence | undefined =
+      who.kind.kind === 'node'
+        ? presence.started({
+            node: who.kind.node,
+            peer: call.getPeer(),
+            agentTimeMs: Number(call.request.sentAtUnixMs ?? 0),
+            version: call.request.version ?? '',
+          })
+        : undefined;
     const send = (message: WatchResponse) => {
       call.write(message);
+      seen?.sent(message.revision);
       if (call.writableLength > maxBacklog) {
         log.warn(
           { backlog: call.writableLength },
@@ -296,7 +321,10 @@ export function registryHandlers(deps: RegistryServiceDeps): grpc.UntypedService
           changes: event.batch.changes,
         });
     });
-    const stop = () => unsubscribe();
+    const stop = () => {
+      unsubscribe();
+      seen?.ended();
+    };
     call.on('cancelled', stop);
     call.on('close', stop);
     call.on('error', stop);
@@ -315,5 +343,6 @@ export function registryHandlers(deps: RegistryServiceDeps): grpc.UntypedService
     List: unary('List', (req: ListRequest) => list(req)),
     Delete: unary('Delete', remove),
     Watch: watch,
+    ListNodes: unary('ListNodes', listNodes),
   };
 }
