@@ -1,6 +1,7 @@
 /** `meshctl config set|view`: the connection settings file (like a kubeconfig). */
 import type { Command } from 'commander';
 import { configPath, resolveConnection, writeCtlConfig } from './config.js';
+import { labContext, usesLab } from './lab-context.js';
 
 export function registerConfigCommands(program: Command): void {
   const config = program.command('config').description("meshctl's connection settings");
@@ -20,9 +21,10 @@ export function registerConfigCommands(program: Command): void {
     .description('show the settings meshctl would use')
     .option('--config <file>', 'the file (default $MESHCTL_CONFIG or ~/.meshd/config.yaml)')
     .action((opts: { config?: string }) => {
-      const resolved = resolveConnection({ config: opts.config });
+      const lab = usesLab({ config: opts.config }) ? labContext() : undefined;
+      const resolved = lab ?? resolveConnection({ config: opts.config });
       console.log(
-        `config: ${configPath(opts.config)}\nservers: ${resolved.servers.join(', ')}\ncaDir: ${resolved.caDir}`,
+        `config: ${lab ? `none; using lab ${lab.id} (inside netns ${lab.netns})` : configPath(opts.config)}\nservers: ${resolved.servers.join(', ')}\ncaDir: ${resolved.caDir}`,
       );
     });
 }

@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { MeshdError } from '../daemon/errors.js';
 import { ControlPlaneCallError, grpc, RegistryClient } from '../daemon/proto/index.js';
 import { loadAdminCredentials } from './client.js';
-import { type ConnectionFlags, resolveConnection } from './config.js';
+import type { ConnectionFlags } from './config.js';
+import { connectionOrLab } from './lab-context.js';
 
 export function addConnectionOptions(command: Command): Command {
   return command
@@ -20,7 +21,7 @@ export async function withRegistry<T>(
   flags: ConnectionFlags,
   fn: (client: RegistryClient) => Promise<T>,
 ): Promise<T> {
-  const { servers, caDir } = resolveConnection(flags);
+  const { servers, caDir } = connectionOrLab(flags);
   const creds = loadAdminCredentials(caDir);
   let last: unknown;
   for (const server of servers) {

@@ -1,7 +1,16 @@
 /** `meshctl lab …`: build, inspect, enter and remove the netns lab. */
 import { spawn } from 'node:child_process';
 import { type Command, InvalidArgumentError } from 'commander';
-import { DEMO_NAMESPACE, destroyAllLabsSync, Lab, type LabMesh, listLabIds } from './lab/index.js';
+import {
+  DEMO_NAMESPACE,
+  DEMO_VIPS,
+  demoNextSteps,
+  destroyAllLabsSync,
+  LAB_STATE_ROOT,
+  Lab,
+  type LabMesh,
+  listLabIds,
+} from './lab/index.js';
 import { formatTable, parseOutputFormat } from './output.js';
 
 const intArg = (value: string): number => {
@@ -16,25 +25,46 @@ export function registerLabCommands(program: Command): void {
 
   lab
     .command('up')
-    .description('build a lab: an underlay bridge, N nodes, M workloads per node (via real CNI)')
-    .option('--nodes <n>', 'number of nodes', intArg, 2)
-    .option('--workloads <m>', 'workloads per node', intArg, 2)
+    .description(
+      'build a lab: an underlay bridge, N nodes, a meshd server, an agent per node and the demo app (workloads via real CNI)',
+    )
+    .option('--nodes <n>', 'number of nodes', intArg, 3)
+    .option(
+      '--workloads <m>',
+      'anonymous workloads per node, instead of the demo (with --no-demo)',
+      intArg,
+      2,
+    )
     .option('--id <id>', 'lab id (default: random); namespaces are named mdl-<id>-…')
+    .option('--no-demo', 'no demo app: --workloads anonymous workloads per node instead')
     .option('--no-mesh', 'only the network: no meshd server, agents or registered workloads')
-    .action(async (opts: { nodes: number; workloads: number; id?: string; mesh: boolean }) => {
-      const progress = (msg: string) => process.stderr.write(`  ${msg}\n`);
-      process.stderr.write(`building lab: ${opts.nodes} nodes × ${opts.workloads} workloads\n`);
-      const created = await Lab.create({
-        nodes: opts.nodes,
-        workloads: opts.workloads,
-        mesh: opts.mesh,
-        ...(opts.id ? { id: opts.id } : {}),
-        progress,
-      });
-      created.keep();
-      console.log(statusTable(created));
-      console.log(created.mesh ? meshNextSteps(created, created.mesh) : nextSteps(created));
-    });
+    .action(
+      async (opts: {
+        nodes: number;
+        workloads: number;
+        id?: string;
+        mesh: boolean;
+        demo: boolean;
+      }) => {
+        const demo = opts.mesh && opts.demo;
+        const progress = (msg: string) => process.stderr.write(`  ${msg}\n`);
+        process.stderr.write(
+          `building lab: ${opts.nodes} nodes, ${demo ? 'the demo app' : `${opts.workloads} workloads per node`}${opts.mesh ? ', meshd' : ''}\n`,
+        );
+        const created = await Lab.create({
+          nodes: opts.nodes,
+          workloads: opts.workloads,
+          mesh: opts.mesh,
+          demo,
+          ...(opts.id ? { id: opts.id } : {}),
+          progress,
+        });
+        created.keep();
+        console.log(statusTable(created));
+        if (demo) console.log(demoSummary(created));
+        else console.log(created.mesh ? meshNextSteps(created, created.mesh) : nextSteps(created));
+      },
+    );
 
   lab
     .command('status')
@@ -99,6 +129,21 @@ function statusTable(lab: Lab): string {
     ['name', 'kind', 'node', 'ipv4', 'ipv6', 'netns'],
     rows,
   )}`;
+}
+
+function demoSummary(lab: Lab): string {
+  const where = (name: string) => lab.members().find((m) => m.name === name)?.node ?? '?';
+  return [
+    '',
+    `mesh: meshd server on ${lab.plan.nodes[0]?.name}, an agent on every node; namespace ${DEMO_NAMESPACE} enrolled (meshd.io/dataplane-mode=ambient)`,
+    `demo: client (${where('client')}) -> frontend (${where('frontend')}, ${DEMO_VIPS.frontend}:80) -> backend v1 (${where('backend-v1')}) | v2 (${where('backend-v2')}) (${DEMO_VIPS.backend}:80) -> redis (${where('redis')}, ${DEMO_VIPS.redis}:6379)`,
+    '      policies: only frontend may call backend, only backend may call redis',
+    `      manifests: ${LAB_STATE_ROOT}/${lab.id}/demo.yaml; logs: ${LAB_STATE_ROOT}/${lab.id}/*.log`,
+    '      meshctl talks to this lab while no server is configured (see "meshctl config view")',
+    '',
+    'try:',
+    ...demoNextSteps(lab),
+  ].join('\n');
 }
 
 function nextSteps(lab: Lab): string {

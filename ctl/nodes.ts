@@ -11,7 +11,8 @@ import {
   RegistryClient,
 } from '../daemon/proto/index.js';
 import { loadAdminCredentials } from './client.js';
-import { type ConnectionFlags, resolveConnection } from './config.js';
+import type { ConnectionFlags } from './config.js';
+import { connectionOrLab } from './lab-context.js';
 import { formatTable } from './output.js';
 
 export interface NodeView extends NodeStatus {
@@ -29,7 +30,7 @@ export interface NodesAnswer {
 }
 
 export async function fetchNodes(flags: ConnectionFlags): Promise<NodesAnswer> {
-  const { servers, caDir } = resolveConnection(flags);
+  const { servers, caDir } = connectionOrLab(flags);
   const creds = loadAdminCredentials(caDir);
   const answer: NodesAnswer = { nodes: [], servers: [], unreachable: [] };
   const byName = new Map<string, NodeView>();

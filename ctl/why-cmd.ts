@@ -13,8 +13,9 @@ import {
 } from '../daemon/model/index.js';
 import { evaluate } from '../daemon/policy/index.js';
 import { loadAdminCredentials } from './client.js';
-import { type ConnectionFlags, resolveConnection } from './config.js';
+import type { ConnectionFlags } from './config.js';
 import { addConnectionOptions, withRegistry } from './connect.js';
+import { connectionOrLab } from './lab-context.js';
 
 export interface WhyAnswer {
   source: string;
@@ -141,7 +142,7 @@ export function registerWhyCommand(program: Command): void {
         }),
         0,
       );
-      const { trustDomain } = loadAdminCredentials(resolveConnection(opts).caDir);
+      const { trustDomain } = loadAdminCredentials(connectionOrLab(opts).caDir);
       const answer = explain(state, src, dst, { namespace: opts.namespace, trustDomain });
       if (opts.output === 'json') {
         console.log(JSON.stringify(answer, null, 2));

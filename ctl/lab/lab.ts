@@ -7,8 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { type RunOptions, type RunResult, run } from '../../daemon/command.js';
 import { MeshdError } from '../../daemon/errors.js';
 import { type BuildHooks, buildLab, type Progress } from './build.js';
+import { DEMO_APPS, startDemo } from './demo.js';
 import { type LabMesh, meshdCniAdd, startControlPlane } from './mesh.js';
-import { type LabPlan, planLab } from './plan.js';
+import { type AppPlacement, type LabPlan, planLab } from './plan.js';
 import { type LabState, listLabIds, loadState, saveState } from './state.js';
 import { destroyLabSync } from './teardown.js';
 
@@ -17,6 +18,10 @@ export interface LabOptions {
   workloads: number;
   /** Also run a mesh: control plane and agents first, then workloads through ptp + meshd-cni. */
   mesh?: boolean;
+  /** Named workloads instead of `workloads` anonymous ones per node. */
+  apps?: readonly AppPlacement[];
+  /** The demo application (ctl/lab/demo.ts) on the mesh; implies its apps. */
+  demo?: boolean;
   id?: string;
   progress?: Progress;
 }
@@ -73,7 +78,12 @@ export class Lab {
         hint: `remove it with "meshctl lab down --lab ${id}" or pick another id`,
       });
     }
-    const plan = planLab(id, options.nodes, options.workloads);
+    if (options.demo && !options.mesh)
+      throw new MeshdError('MESHD_E_LAB', 'the demo needs the mesh', {
+        hint: 'drop --no-mesh, or add --no-demo',
+      });
+    const apps = options.demo ? DEMO_APPS : options.apps;
+    const plan = planLab(id, options.nodes, options.workloads, apps);
     const state: LabState = {
       id,
       createdAt: new Date().toISOString(),
@@ -91,6 +101,12 @@ export class Lab {
       if (options.mesh) {
         hooks.afterNetwork = async () => {
           lab.mesh = await startControlPlane(lab, progress);
+          state.mesh = {
+            serverAddress: lab.mesh.serverAddress,
+            caDir: lab.mesh.caDir,
+            serverNode: plan.nodes[0]?.name ?? 'n1',
+          };
+          saveState(state);
         };
         hooks.chain = (workload, prevResult) => {
           if (!lab.mesh) throw new Error('the control plane is not running');
@@ -98,6 +114,7 @@ export class Lab {
         };
       }
       await buildLab(state, progress, hooks);
+      if (options.demo) await startDemo(lab, progress);
     } catch (cause) {
       const problems = lab.destroy();
       throw new MeshdError('MESHD_E_LAB', `building lab ${id} failed; it was removed again`, {
@@ -110,15 +127,20 @@ export class Lab {
     return lab;
   }
 
-  /** Opens a recorded lab; without an id, the only one there is. */
-  static open(id?: string): Lab {
+  /** Opens a recorded lab; without an id, $MESHCTL_LAB or else the only one there is. */
+  static open(id = process.env.MESHCTL_LAB): Lab {
     if (id) return new Lab(loadState(id));
     const ids = listLabIds();
     if (ids.length === 1 && ids[0]) return new Lab(loadState(ids[0]));
     throw new MeshdError(
       'MESHD_E_LAB',
       ids.length === 0 ? 'no lab is running' : `${ids.length} labs are running (${ids.join(', ')})`,
-      { hint: ids.length === 0 ? 'start one with "meshctl lab up"' : 'choose one with --lab ID' },
+      {
+        hint:
+          ids.length === 0
+            ? 'start one with "meshctl lab up"'
+            : 'choose one with --lab ID (or MESHCTL_LAB=ID)',
+      },
     );
   }
 

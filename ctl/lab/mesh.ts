@@ -25,23 +25,20 @@ export interface LabMesh {
   logs: Record<string, string>;
 }
 
-function startDetached(
+/** Starts `argv` inside a member's namespace, detached, output appended to `log`. */
+export function startDetached(
   lab: Lab,
   member: string,
-  args: string[],
+  argv: string[],
   env: Record<string, string>,
   log: string,
 ): void {
   const out = openSync(log, 'a', 0o600);
   const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-  const child = spawn(
-    'ip',
-    ['netns', 'exec', lab.member(member).netns, 'env', ...vars, process.execPath, ...args],
-    {
-      detached: true,
-      stdio: ['ignore', out, out],
-    },
-  );
+  const child = spawn('ip', ['netns', 'exec', lab.member(member).netns, 'env', ...vars, ...argv], {
+    detached: true,
+    stdio: ['ignore', out, out],
+  });
   child.unref();
 }
 
@@ -72,7 +69,6 @@ export async function startControlPlane(lab: Lab, progress: Progress): Promise<L
   const dir = labDir(lab.id);
   const root = packageRoot();
   const meshd = join(root, 'dist', 'daemon', 'main.js');
-  const meshctl = join(root, 'dist', 'ctl', 'main.js');
   const caDir = join(dir, 'ca');
   const first = lab.plan.nodes[0];
   if (!first) throw new MeshdError('MESHD_E_LAB', 'the lab has no node for the control plane');
@@ -85,14 +81,13 @@ export async function startControlPlane(lab: Lab, progress: Progress): Promise<L
   startDetached(
     lab,
     first.name,
-    [meshd, 'server'],
+    [process.execPath, meshd, 'server'],
     { MESHD_CA_DIR: caDir, MESHD_DATA_DIR: join(dir, 'server') },
     logs.server ?? '',
   );
   await waitReady(lab, first.name, 'http://127.0.0.1:15014/healthz/ready', 'meshd server');
 
-  const ctl = (...args: string[]) =>
-    lab.exec(first.name, [process.execPath, meshctl, ...args, '--ca-dir', caDir]);
+  const ctl = (...args: string[]) => meshctlInLab(lab, ...args);
   const manifest = join(dir, 'namespace.yaml');
   writeFileSync(
     manifest,
@@ -108,7 +103,7 @@ export async function startControlPlane(lab: Lab, progress: Progress): Promise<L
     startDetached(
       lab,
       node.name,
-      [meshd, 'agent'],
+      [process.execPath, meshd, 'agent'],
       {
         MESHD_NODE_NAME: node.name,
         MESHD_SERVER: serverAddress,
@@ -132,6 +127,22 @@ export async function startControlPlane(lab: Lab, progress: Progress): Promise<L
   return { caDir, serverAddress, logs };
 }
 
+/** Runs meshctl as the lab's admin inside the control plane's node. */
+export function meshctlInLab(lab: Lab, ...args: string[]) {
+  const first = lab.plan.nodes[0];
+  if (!first) throw new MeshdError('MESHD_E_LAB', 'the lab has no node for the control plane');
+  const meshctl = join(packageRoot(), 'dist', 'ctl', 'main.js');
+  return lab.exec(first.name, [
+    process.execPath,
+    meshctl,
+    ...args,
+    '--ca-dir',
+    join(labDir(lab.id), 'ca'),
+    '--server',
+    `${first.ipv4}:15012`,
+  ]);
+}
+
 const cniSocket = (lab: Lab, node: string) => join(labDir(lab.id), `cni-${node}.sock`);
 
 /** meshd-cni ADD for a workload, chained after ptp exactly as a runtime runs it. */
@@ -152,7 +163,14 @@ export async function meshdCniAdd(
     type: 'meshd-cni',
     agentSocket: cniSocket(lab, node.name),
     logFile: join(labDir(lab.id), 'meshd-cni.log'),
-    args: { cni: { labels: [{ key: 'app', value: workload.name }] } },
+    args: {
+      cni: {
+        labels: Object.entries(workload.labels ?? { app: workload.name }).map(([key, value]) => ({
+          key,
+          value,
+        })),
+      },
+    },
     prevResult,
   };
   const env = {
@@ -161,7 +179,9 @@ export async function meshdCniAdd(
     CNI_CONTAINERID: workload.containerId,
     CNI_NETNS: `/var/run/netns/${workload.netns}`,
     CNI_IFNAME: 'eth0',
-    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${DEMO_NAMESPACE};K8S_POD_NAME=${workload.name}`,
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${DEMO_NAMESPACE};K8S_POD_NAME=${workload.name}${
+      workload.serviceAccount ? `;MESHD_SERVICE_ACCOUNT=${workload.serviceAccount}` : ''
+    }`,
     CNI_PATH: CNI_BIN_DIR,
   };
   try {

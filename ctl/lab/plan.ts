@@ -22,10 +22,21 @@ export interface NodePlan {
 }
 
 export interface WorkloadPlan {
-  name: string; // n1-w1, …
+  name: string; // n1-w1, …, or an app's name
   node: string;
   netns: string;
   containerId: string;
+  /** Labels the CNI plugin registers (default: app=<name>). */
+  labels?: Record<string, string>;
+  serviceAccount?: string;
+}
+
+/** A named workload placed on a node by index (1-based; wraps onto fewer nodes). */
+export interface AppPlacement {
+  name: string;
+  nodeIndex: number;
+  labels: Record<string, string>;
+  serviceAccount: string;
 }
 
 export interface LabPlan {
@@ -41,7 +52,16 @@ export function labNetnsPrefix(id: string): string {
   return `${LAB_PREFIX}${id}-`;
 }
 
-export function planLab(id: string, nodeCount: number, workloadsPerNode: number): LabPlan {
+/**
+ * With `apps`, the workloads are those apps (placed on their nodes) instead of
+ * `workloadsPerNode` anonymous ones per node.
+ */
+export function planLab(
+  id: string,
+  nodeCount: number,
+  workloadsPerNode: number,
+  apps?: readonly AppPlacement[],
+): LabPlan {
   if (!LAB_ID_PATTERN.test(id)) {
     throw new RangeError(`lab id "${id}" must be 4-12 lowercase letters or digits`);
   }
@@ -62,7 +82,7 @@ export function planLab(id: string, nodeCount: number, workloadsPerNode: number)
       podCidrV4: `10.40.${i}.0/24`,
       podCidrV6: `fd00:40:${i.toString(16)}::/64`,
     });
-    for (let k = 1; k <= workloadsPerNode; k++) {
+    for (let k = 1; !apps && k <= workloadsPerNode; k++) {
       const wname = `${name}-w${k}`;
       workloads.push({
         name: wname,
@@ -71,6 +91,20 @@ export function planLab(id: string, nodeCount: number, workloadsPerNode: number)
         containerId: `${prefix}${wname}`,
       });
     }
+  }
+  for (const app of apps ?? []) {
+    const node = nodes[(app.nodeIndex - 1) % nodes.length];
+    if (!node || !/^[a-z][a-z0-9-]{0,30}$/.test(app.name)) {
+      throw new RangeError(`app "${app.name}" needs a short lowercase name and a node`);
+    }
+    workloads.push({
+      name: app.name,
+      node: node.name,
+      netns: `${prefix}${app.name}`,
+      containerId: `${prefix}${app.name}`,
+      labels: app.labels,
+      serviceAccount: app.serviceAccount,
+    });
   }
   return {
     id,

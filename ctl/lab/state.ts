@@ -21,6 +21,8 @@ export interface LabState {
   plan: LabPlan;
   /** Workloads whose CNI ADD succeeded, with the addresses from the CNI result. */
   workloads: Record<string, WorkloadAddresses>;
+  /** Where the lab's control plane runs, when it has one. */
+  mesh?: { serverAddress: string; caDir: string; serverNode: string };
   ready: boolean;
 }
 
