@@ -6,6 +6,7 @@ import { assertSupportedRuntime } from '../daemon/runtime.js';
 import { registerAgentCommands } from './agent-cmd.js';
 import { registerCaCommands } from './ca-cmd.js';
 import { registerCertsCommand } from './certs-cmd.js';
+import { registerCheckCommand } from './check-cmd.js';
 import { registerCompletionCommands } from './completion-cmd.js';
 import { registerConfigCommands } from './config-cmd.js';
 import { registerEnrollCommands } from './enroll-cmd.js';
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerResourceCommands(program);
   registerEnrollCommands(program);
   registerWhyCommand(program);
+  registerCheckCommand(program);
   registerCaCommands(program);
   registerConfigCommands(program);
   registerCertsCommand(program);

@@ -14,7 +14,7 @@ const meshctl = new URL('../../../bin/meshctl', import.meta.url).pathname;
 test('meshctl lab up brings up a mesh whose cross-node traffic goes through HBONE; lab down removes it', async () => {
   const id = randomBytes(4).toString('hex');
   const pids: number[] = [];
-  const up = await run([meshctl, 'lab', 'up', '--id', id, '--nodes', '2', '--workloads', '1'], {
+  const up = await run([meshctl, 'lab', 'up', '--id', id, '--nodes', '2', '--no-demo', '--workloads', '1'], {
     timeoutMs: 120_000,
   });
   const lab = Lab.open(id);
