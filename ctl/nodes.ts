@@ -83,6 +83,7 @@ export function nodeState(node: NodeView): 'Connected' | 'Disconnected' | 'Never
 /** "current", or how far behind the server's revision the node's stream is. */
 export function revisionText(node: NodeView): string {
   if (!node.connectedSince) return '-';
+  if (!node.connected) return `${node.revisionSent} (last sent)`;
   const behind = node.serverRevision - node.revisionSent;
   return behind <= 0 ? `${node.revisionSent} (current)` : `${node.revisionSent} (${behind} behind)`;
 }
@@ -107,7 +108,7 @@ export function nodesTable(nodes: NodeView[], now: number): string {
       n.connectedSince ? n.server : '-',
       String(n.workloads),
       revisionText(n),
-      n.connectedSince ? `${n.clockSkewMs}ms` : '-',
+      n.connected ? `${n.clockSkewMs}ms` : '-',
       n.version || '-',
       age(n.connected ? n.connectedSince : n.disconnectedAt, now),
     ]),
