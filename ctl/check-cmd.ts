@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { type CheckResult, gatherFacts, runChecks } from './check/index.js';
 import { addConnectionOptions } from './connect.js';
-import { type OutputFormat, parseOutputFormat } from './output.js';
+import { formatOutput, type OutputFormat, parseOutputFormat } from './output.js';
 
 const MARK = { ok: '√', warn: '‼', fail: '×' } as const;
 
@@ -13,7 +13,7 @@ export function registerCheckCommand(program: Command): void {
       .description(
         'check the mesh: servers, CA and trust bundle, agents, clocks, kernel features, capture, certificates, policies',
       )
-      .option('-o, --output <format>', 'table or json', parseOutputFormat, 'table')
+      .option('-o, --output <format>', 'table, json or yaml', parseOutputFormat, 'table')
       .option(
         '--monitoring-port <port>',
         "the servers' monitoring port (readiness)",
@@ -22,7 +22,7 @@ export function registerCheckCommand(program: Command): void {
       ),
   ).action(async (opts: Parameters<typeof gatherFacts>[0] & { output: OutputFormat }) => {
     const results = runChecks(await gatherFacts(opts));
-    console.log(opts.output === 'json' ? JSON.stringify(results, null, 2) : renderChecks(results));
+    console.log(formatOutput(opts.output, results, () => renderChecks(results)));
     if (results.some((r) => r.status === 'fail')) process.exitCode = 1;
   });
 }

@@ -11,7 +11,7 @@ import {
   type LabMesh,
   listLabIds,
 } from './lab/index.js';
-import { formatTable, parseOutputFormat } from './output.js';
+import { formatOutput, formatTable, type OutputFormat, parseOutputFormat } from './output.js';
 
 const intArg = (value: string): number => {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('not a whole number');
@@ -70,17 +70,12 @@ export function registerLabCommands(program: Command): void {
     .command('status')
     .description('list the nodes and workloads of a lab with their namespaces and IPs')
     .option('--lab <id>', 'which lab (default: the only one)')
-    .option('-o, --output <format>', 'table or json', parseOutputFormat, 'table')
-    .action((opts: { lab?: string; output: 'table' | 'json' }) => {
+    .option('-o, --output <format>', 'table, json or yaml', parseOutputFormat, 'table')
+    .action((opts: { lab?: string; output: OutputFormat }) => {
       const labs = opts.lab ? [Lab.open(opts.lab)] : listLabIds().map((id) => Lab.open(id));
-      if (opts.output === 'json') {
-        console.log(
-          JSON.stringify(
-            labs.map((l) => ({ id: l.id, ready: l.state.ready, members: l.members() })),
-            null,
-            2,
-          ),
-        );
+      if (opts.output !== 'table') {
+        const data = labs.map((l) => ({ id: l.id, ready: l.state.ready, members: l.members() }));
+        console.log(formatOutput(opts.output, data, () => ''));
         return;
       }
       console.log(

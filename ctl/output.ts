@@ -1,10 +1,18 @@
-/** Output shared by meshctl commands: aligned tables with UPPERCASE headers, or JSON. */
+/** Output shared by meshctl commands: aligned tables with UPPERCASE headers, or JSON / YAML. */
+import YAML from 'yaml';
 
-export type OutputFormat = 'table' | 'json';
+export type OutputFormat = 'table' | 'json' | 'yaml';
 
 export function parseOutputFormat(value: string): OutputFormat {
-  if (value === 'table' || value === 'json') return value;
-  throw new Error(`unknown output format "${value}" (use table or json)`);
+  if (value === 'table' || value === 'json' || value === 'yaml') return value;
+  throw new Error(`unknown output format "${value}" (use table, json or yaml)`);
+}
+
+/** The table for people, or the same data as JSON or YAML for scripts. */
+export function formatOutput(format: OutputFormat, data: unknown, table: () => string): string {
+  if (format === 'json') return JSON.stringify(data, null, 2);
+  if (format === 'yaml') return YAML.stringify(data).trimEnd();
+  return table();
 }
 
 /** Rows are printed in the order given; callers sort so the output is stable. */

@@ -16,6 +16,7 @@ import { loadAdminCredentials } from './client.js';
 import type { ConnectionFlags } from './config.js';
 import { addConnectionOptions, withRegistry } from './connect.js';
 import { connectionOrLab } from './lab-context.js';
+import { formatOutput, type OutputFormat, parseOutputFormat } from './output.js';
 
 export interface WhyAnswer {
   source: string;
@@ -115,6 +116,15 @@ export function explain(
   };
 }
 
+function whyText(answer: WhyAnswer): string {
+  const verdict = answer.allowed ? 'ALLOW' : 'DENY';
+  return [
+    `${answer.source} -> ${answer.destination}${answer.service ? ` (service ${answer.service}, endpoint ${answer.endpoint})` : ''}`,
+    `path:     ${answer.path}`,
+    `decision: ${verdict}${answer.policy ? ` by ${answer.policy}` : ''} (${answer.reason})`,
+  ].join('\n');
+}
+
 export function registerWhyCommand(program: Command): void {
   addConnectionOptions(
     program
@@ -123,12 +133,12 @@ export function registerWhyCommand(program: Command): void {
       .argument('<source>', 'workload (ns/name or name with -n) or IP')
       .argument('<destination>', 'IP:PORT, service VIP:PORT, or workload name:PORT')
       .option('-n, --namespace <ns>', 'namespace for bare workload names', 'default')
-      .option('-o, --output <format>', 'text or json', 'text'),
+      .option('-o, --output <format>', 'table (text), json or yaml', parseOutputFormat, 'table'),
   ).action(
     async (
       src: string,
       dst: string,
-      opts: ConnectionFlags & { namespace: string; output: string },
+      opts: ConnectionFlags & { namespace: string; output: OutputFormat },
     ) => {
       const resources = await withRegistry(
         opts,
@@ -144,18 +154,7 @@ export function registerWhyCommand(program: Command): void {
       );
       const { trustDomain } = loadAdminCredentials(connectionOrLab(opts).caDir);
       const answer = explain(state, src, dst, { namespace: opts.namespace, trustDomain });
-      if (opts.output === 'json') {
-        console.log(JSON.stringify(answer, null, 2));
-        return;
-      }
-      const verdict = answer.allowed ? 'ALLOW' : 'DENY';
-      console.log(
-        `${answer.source} -> ${answer.destination}${answer.service ? ` (service ${answer.service}, endpoint ${answer.endpoint})` : ''}`,
-      );
-      console.log(`path:     ${answer.path}`);
-      console.log(
-        `decision: ${verdict}${answer.policy ? ` by ${answer.policy}` : ''} (${answer.reason})`,
-      );
+      console.log(formatOutput(opts.output, answer, () => whyText(answer)));
     },
   );
 }
