@@ -3,9 +3,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { CertificateRow } from '../daemon/agent/index.js';
 import { MeshdError } from '../daemon/errors.js';
+import { type AgentTarget, agentAdminGet } from './agent-admin.js';
 import { formatTable, type OutputFormat, parseOutputFormat } from './output.js';
-
-const DEFAULT_ADMIN = '127.0.0.1:15000';
 
 export function registerCertsCommand(program: Command): void {
   program
@@ -13,13 +12,16 @@ export function registerCertsCommand(program: Command): void {
     .description('the certificates an agent holds: identity, serial, validity, issuer')
     .option(
       '--admin <host:port>',
-      "the agent's admin endpoint (run on the agent's host)",
-      DEFAULT_ADMIN,
+      "the agent's admin endpoint (default 127.0.0.1:15000: run on the agent's host)",
     )
+    .option('--node <name>', "the agent's node: a lab's node, or this host's")
+    .option('--lab <id>', 'the lab whose node --node names, when several labs run')
     .option('-f, --file <file>', 'read a saved /certs or /config_dump JSON instead')
     .option('-o, --output <format>', 'table or json', parseOutputFormat, 'table')
-    .action(async (opts: { admin: string; file?: string; output: OutputFormat }) => {
-      const rows = opts.file ? fromFile(opts.file) : await fromAgent(opts.admin);
+    .action(async (opts: AgentTarget & { file?: string; output: OutputFormat }) => {
+      const rows = opts.file
+        ? certificateRowsOf(JSON.parse(readFileSync(opts.file, 'utf8')), opts.file)
+        : certificateRowsOf(await agentAdminGet(opts, '/certs'), '/certs');
       console.log(opts.output === 'json' ? JSON.stringify(rows, null, 2) : certsTable(rows));
     });
 }
@@ -44,35 +46,13 @@ export function certsTable(rows: CertificateRow[]): string {
 /** The node's own certificate first, then workloads. */
 const rank = (row: CertificateRow) => (row.identity.includes('/node/') ? 0 : 1);
 
-function rowsOf(value: unknown, source: string): CertificateRow[] {
+/** The certificate list of a /certs answer (a list) or a /config_dump (its `certificates`). */
+export function certificateRowsOf(value: unknown, source: string): CertificateRow[] {
   const rows = Array.isArray(value) ? value : (value as { certificates?: unknown })?.certificates;
   if (!Array.isArray(rows)) {
-    throw new MeshdError('MESHD_E_BAD_REQUEST', `${source} holds no certificate list`, {
+    throw new MeshdError('MESHD_E_AGENT_ADMIN', `${source} holds no certificate list`, {
       hint: "expected the JSON of the agent's /certs or /config_dump",
     });
   }
   return rows as CertificateRow[];
-}
-
-function fromFile(file: string): CertificateRow[] {
-  return rowsOf(JSON.parse(readFileSync(file, 'utf8')), file);
-}
-
-async function fromAgent(admin: string): Promise<CertificateRow[]> {
-  const url = `http://${admin}/certs`;
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  } catch (cause) {
-    throw new MeshdError(
-      'MESHD_E_CONTROL_PLANE',
-      `cannot reach the agent's admin endpoint at ${url}`,
-      {
-        cause,
-        hint: "run meshctl on the agent's host (the endpoint listens on loopback) or pass --admin",
-      },
-    );
-  }
-  if (!res.ok) throw new MeshdError('MESHD_E_CONTROL_PLANE', `${url} answered ${res.status}`);
-  return rowsOf(await res.json(), url);
 }

@@ -48,6 +48,8 @@ export const ERROR_CODES = {
     'a store commit was refused: an item changed since it was read (resourceVersion mismatch)',
   MESHD_E_COMPACTED:
     'a watch asked for revisions the store has compacted away; list again, watch from there',
+  MESHD_E_AGENT_ADMIN:
+    "an agent's admin endpoint could not be reached or read, or a saved dump of it is not one",
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -98,11 +98,22 @@ function loggingRoute(url: string, levels: LevelControl | undefined, logger: Log
   return { status: 200, body: `level: ${levels.level()}\n` };
 }
 
+/** GET /connections: what the agent proxies right now (`meshctl agent connections`). */
+function connectionsReport(nodeName: string, dataplane: Dataplane) {
+  return { nodeName, connections: dataplane.connections.list() };
+}
+
 /** Everything the agent knows, sorted and stable, for /config_dump and `meshctl agent -f`. */
-function configDump(identity: AgentIdentity, sync: StateSync, dataplane: Dataplane) {
+function configDump(
+  nodeName: string,
+  identity: AgentIdentity,
+  sync: StateSync,
+  dataplane: Dataplane,
+) {
   const state = sync.state.toJSON();
   return {
     node: identity.nodeId,
+    nodeName,
     pool: dataplane.pool.stats(),
     captured: dataplane
       .captured()
@@ -115,6 +126,7 @@ function configDump(identity: AgentIdentity, sync: StateSync, dataplane: Datapla
       .sort((a, b) => a.workload.localeCompare(b.workload)),
     roots: identity.roots.length,
     certificates: certificateRows(identity.list()),
+    connections: dataplane.connections.list(),
     registry: {
       revision: state.revision,
       source: sync.source,
@@ -228,7 +240,8 @@ export async function startAgent(
         logger,
         routes: {
           '/certs': () => json(certificateRows(identity.list())),
-          '/config_dump': () => json(configDump(identity, sync, dataplane)),
+          '/config_dump': () => json(configDump(config.nodeName, identity, sync, dataplane)),
+          '/connections': () => json(connectionsReport(config.nodeName, dataplane)),
           '/logging': (req) => loggingRoute(req.url ?? '', levels, logger),
         },
       }),

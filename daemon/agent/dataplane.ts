@@ -11,6 +11,7 @@ import { connectFromNetns } from '../net/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { Balancer } from './balancer.js';
 import { CapturedWorkload } from './captured.js';
+import { ConnectionTable } from './connections.js';
 import { SecureContexts } from './contexts.js';
 import { DataplaneMetrics } from './dataplane-metrics.js';
 import { HbonePool } from './hbone/index.js';
@@ -36,6 +37,8 @@ const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
 export class Dataplane {
   readonly metrics: DataplaneMetrics;
   readonly pool: HbonePool;
+  /** What the agent proxies right now (the admin endpoint's /connections). */
+  readonly connections = new ConnectionTable();
   readonly #options: DataplaneOptions;
   readonly #sync: StateSync;
   readonly #logger: Logger;
@@ -202,6 +205,7 @@ export class Dataplane {
       state: () => this.#sync.state,
       trustDomain: o.trustDomain,
       metrics: this.metrics,
+      connections: this.connections,
       logger: this.#logger,
       mark: o.mark,
       connectTimeoutMs: o.connectTimeoutMs,

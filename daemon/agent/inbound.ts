@@ -10,6 +10,7 @@ import type { MeshState } from '../model/index.js';
 import { connectFromNetns, originalDst } from '../net/index.js';
 import { type ConnectionAttributes, evaluate } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
+import type { ConnectionTable } from './connections.js';
 import type { ConnectionRecord, DataplaneMetrics } from './dataplane-metrics.js';
 import { type ConnectDecision, type ConnectRequest, splice } from './hbone/index.js';
 import { AGENT_PORT_SET, type LocalWorkload, peerOf, plainIp } from './workload-view.js';
@@ -18,6 +19,8 @@ export interface InboundDeps {
   state: () => MeshState;
   trustDomain: string;
   metrics: DataplaneMetrics;
+  /** Live connections for the admin endpoint: one add when up, one remove at the end. */
+  connections: ConnectionTable;
   logger: Logger;
   mark: number;
   connectTimeoutMs: number;
@@ -86,6 +89,7 @@ async function toApplication(
   attributes: ConnectionAttributes,
   record: Omit<ConnectionRecord, 'sentBytes' | 'receivedBytes' | 'durationMs' | 'responseFlags'>,
   started: number,
+  sourcePort: number | undefined,
 ): Promise<Socket> {
   return connectFromNetns({
     netns: workload.netns,
@@ -105,8 +109,18 @@ async function toApplication(
         upstream.destroy();
       },
     });
+    deps.connections.add({
+      direction: 'inbound',
+      path: record.transport === 'hbone' ? 'hbone' : 'plaintext',
+      source: record.source,
+      sourcePort,
+      destination: record.destination,
+      socket: upstream,
+      socketFaces: 'destination',
+    });
     upstream.once('close', () => {
       remove();
+      deps.connections.remove(upstream);
       deps.metrics.finish({
         ...record,
         // From the application's side: bytes it wrote went to the client.
@@ -180,7 +194,18 @@ export function hboneConnectHandler(
       return refuse(401, `denied: ${decision.reason}`, 'DENY', decision.policy);
     }
     try {
-      const upstream = await toApplication(deps, workload, live, attributes, record, started);
+      // The source's own port travels in `forwarded` (the HBONE connection's port is shared).
+      const from = req.forwardedFor;
+      const sourcePort = from && plainIp(from.ip) === sourceIp ? from.port : undefined;
+      const upstream = await toApplication(
+        deps,
+        workload,
+        live,
+        attributes,
+        record,
+        started,
+        sourcePort,
+      );
       return { status: 200, upstream };
     } catch (err) {
       return refuse(
@@ -241,7 +266,7 @@ export function handlePlaintextInbound(
     });
     return;
   }
-  toApplication(deps, workload, live, attributes, record, started).then(
+  toApplication(deps, workload, live, attributes, record, started, client.remotePort).then(
     (upstream) => void splice(client, upstream),
     (err: unknown) => {
       client.destroy();

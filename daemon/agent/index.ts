@@ -10,6 +10,7 @@ export {
   certificateRows,
   startAgent,
 } from './app.js';
+export type { ConnectionEnd, ConnectionInfo, ConnectionPath } from './connections.js';
 export { AgentIdentity, type AgentIdentityOptions } from './identity.js';
 export { NODE_FILES } from './node-identity.js';
 export { runAgent } from './run.js';

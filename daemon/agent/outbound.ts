@@ -17,6 +17,7 @@ import {
 import { connectFromNetns, originalDst } from '../net/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { Balancer } from './balancer.js';
+import type { ConnectionTable } from './connections.js';
 import type { ConnectionRecord, DataplaneMetrics, Peer } from './dataplane-metrics.js';
 import { type HbonePool, splice } from './hbone/index.js';
 import type { ConnectionLimiter } from './limits.js';
@@ -36,6 +37,8 @@ export interface OutboundDeps {
   pool: HbonePool;
   balancer: Balancer;
   metrics: DataplaneMetrics;
+  /** Live connections for the admin endpoint: one add when up, one remove at the end. */
+  connections: ConnectionTable;
   logger: Logger;
   mark: number;
   connectTimeoutMs: number;
@@ -128,6 +131,7 @@ export function handleOutbound(
       `${dstIp}:${dst.port}`,
       started,
       srcPeer,
+      { ip: dstIp, port: dst.port },
     );
     return;
   }
@@ -167,6 +171,7 @@ async function toService(
   vip: string,
   started: number,
   srcPeer: Peer,
+  dialed: { ip: string; port: number },
 ): Promise<void> {
   const state = deps.state();
   const key = { namespace: service.metadata.namespace ?? '', name: service.metadata.name };
@@ -201,7 +206,7 @@ async function toService(
     });
     return;
   }
-  await viaHbone(deps, source, client, targets, started, srcPeer);
+  await viaHbone(deps, source, client, targets, started, srcPeer, dialed);
 }
 
 /** Tries the targets in order until one tunnel opens; then splices. */
@@ -212,6 +217,8 @@ async function viaHbone(
   targets: Target[],
   started: number,
   srcPeer: Peer,
+  /** The service VIP:port the workload dialed, when a target stands for it. */
+  dialed?: { ip: string; port: number },
 ): Promise<void> {
   const failures: string[] = [];
   for (const target of targets) {
@@ -265,7 +272,18 @@ async function viaHbone(
         responseFlags: '-',
       }),
     );
+    deps.connections.add({
+      direction: 'outbound',
+      path: 'hbone',
+      source: srcPeer,
+      sourcePort: client.remotePort,
+      destination,
+      dialed,
+      socket: client,
+      socketFaces: 'source',
+    });
     void splice(client, tunnel).then((r) => {
+      deps.connections.remove(client);
       if (target.service) deps.balancer.closed(target.ip);
       deps.metrics.finish({
         direction: 'outbound',
@@ -354,7 +372,17 @@ async function passthrough(
       responseFlags: '-',
     }),
   );
-  void splice(client, upstream).then((r) =>
+  deps.connections.add({
+    direction: 'outbound',
+    path: 'passthrough',
+    source: srcPeer,
+    sourcePort: client.remotePort,
+    destination,
+    socket: client,
+    socketFaces: 'source',
+  });
+  void splice(client, upstream).then((r) => {
+    deps.connections.remove(client);
     deps.metrics.finish({
       direction: 'outbound',
       transport: 'passthrough',
@@ -365,8 +393,8 @@ async function passthrough(
       durationMs: performance.now() - started,
       responseFlags: '-',
       error: r.error?.message,
-    }),
-  );
+    });
+  });
 }
 
 export function hostPort(ip: string, port: number): string {
