@@ -5,7 +5,6 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import YAML from 'yaml';
 import type { CertificateRow, ConnectionInfo } from '../daemon/agent/index.js';
 import { MeshdError } from '../daemon/errors.js';
 import { type AgentTarget, agentAdminGet } from './agent-admin.js';
@@ -23,17 +22,11 @@ import {
   workloadsTable,
 } from './agent-tables.js';
 import { certificateRowsOf, certsTable } from './certs-cmd.js';
-
-type Output = 'table' | 'json' | 'yaml';
-
-function parseOutput(value: string): Output {
-  if (value === 'table' || value === 'json' || value === 'yaml') return value;
-  throw new Error(`unknown output format "${value}" (use table, json or yaml)`);
-}
+import { formatOutput, type OutputFormat, parseOutputFormat } from './output.js';
 
 interface AgentOptions extends AgentTarget {
   file?: string;
-  output: Output;
+  output: OutputFormat;
 }
 
 /** What one view prints: the node, the registry revision where it has one, and the rows. */
@@ -157,14 +150,13 @@ function readSaved(file: string): unknown {
   }
 }
 
-function render<R>(view: View<R>, report: Report<R>, output: Output): string {
-  if (output === 'table') return view.table(report.rows);
+function render<R>(view: View<R>, report: Report<R>, output: OutputFormat): string {
   const doc = {
     node: report.node,
     ...(report.revision === undefined ? {} : { revision: report.revision }),
     [view.key]: report.rows,
   };
-  return output === 'json' ? JSON.stringify(doc, null, 2) : YAML.stringify(doc).trimEnd();
+  return formatOutput(output, doc, () => view.table(report.rows));
 }
 
 function register<R>(agent: Command, view: View<R>): void {
@@ -175,7 +167,7 @@ function register<R>(agent: Command, view: View<R>): void {
     .option('--lab <id>', 'the lab whose node --node names, when several labs run')
     .option('--admin <host:port>', 'the admin endpoint itself (default 127.0.0.1:15000)')
     .option('-f, --file <file>', `read a saved /config_dump JSON (or ${view.path}; - for stdin)`)
-    .option('-o, --output <format>', 'table, json or yaml', parseOutput, 'table')
+    .option('-o, --output <format>', 'table, json or yaml', parseOutputFormat, 'table')
     .action(async (opts: AgentOptions) => {
       const target: AgentTarget = { node: opts.node, lab: opts.lab, admin: opts.admin };
       const source = opts.file

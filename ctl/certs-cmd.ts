@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import type { CertificateRow } from '../daemon/agent/index.js';
 import { MeshdError } from '../daemon/errors.js';
 import { type AgentTarget, agentAdminGet } from './agent-admin.js';
-import { formatTable, type OutputFormat, parseOutputFormat } from './output.js';
+import { formatOutput, formatTable, type OutputFormat, parseOutputFormat } from './output.js';
 
 export function registerCertsCommand(program: Command): void {
   program
@@ -17,12 +17,12 @@ export function registerCertsCommand(program: Command): void {
     .option('--node <name>', "the agent's node: a lab's node, or this host's")
     .option('--lab <id>', 'the lab whose node --node names, when several labs run')
     .option('-f, --file <file>', 'read a saved /certs or /config_dump JSON instead')
-    .option('-o, --output <format>', 'table or json', parseOutputFormat, 'table')
+    .option('-o, --output <format>', 'table, json or yaml', parseOutputFormat, 'table')
     .action(async (opts: AgentTarget & { file?: string; output: OutputFormat }) => {
       const rows = opts.file
         ? certificateRowsOf(JSON.parse(readFileSync(opts.file, 'utf8')), opts.file)
         : certificateRowsOf(await agentAdminGet(opts, '/certs'), '/certs');
-      console.log(opts.output === 'json' ? JSON.stringify(rows, null, 2) : certsTable(rows));
+      console.log(formatOutput(opts.output, rows, () => certsTable(rows)));
     });
 }
 
