@@ -114,7 +114,11 @@ function registerSystemd(install: Command): void {
       'where the meshd checkout (bin/meshd, dist/, node_modules/) is on the target',
       DEFAULT_PREFIX,
     )
-    .option('--role <role>', 'server, agent or all', rolesArg, [...ROLES])
+    .addOption(
+      new Option('--role <role>', 'server, agent or all')
+        .argParser(rolesArg)
+        .default([...ROLES], 'all'),
+    )
     .option('--node-name <name>', "the agent's node name (default: this host's name)")
     .option('--server <host:port>', 'meshd server for the agent', DEFAULT_AGENT_VALUES.server)
     .option('--trust-domain <domain>', 'the mesh trust domain', DEFAULT_AGENT_VALUES.trustDomain)

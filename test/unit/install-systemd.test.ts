@@ -21,7 +21,7 @@ import {
   systemdInstallFiles,
   writeInstallFiles,
 } from '../../ctl/install/index.js';
-import { loadAgentConfig, loadServerConfig } from '../../daemon/config.js';
+import { agentSpec, loadAgentConfig, loadServerConfig, serverSpec } from '../../daemon/config.js';
 import { packageRoot } from '../../daemon/paths.js';
 
 const repo = packageRoot();
@@ -105,15 +105,14 @@ test('the env files list every variable the role reads; the examples in systemd/
   const serverText = serverEnvText('cluster.local');
   assert.equal(agentText, readFileSync(join(repo, 'systemd/agent.env.example'), 'utf8'));
   assert.equal(serverText, readFileSync(join(repo, 'systemd/server.env.example'), 'utf8'));
-  const daemonConfig = readFileSync(join(repo, 'daemon/config.ts'), 'utf8');
-  const section = (from: string, to: string) =>
-    daemonConfig.slice(daemonConfig.indexOf(from), daemonConfig.indexOf(to));
-  const variables = (source: string) =>
-    [...source.matchAll(/env: '([A-Z_]+)'/g)].map((m) => `MESHD_${m[1]}`).sort();
+  const variables = (spec: Record<string, { env: string }>) =>
+    Object.values(spec)
+      .map((f) => `MESHD_${f.env}`)
+      .sort();
   const listed = (text: string) =>
     [...text.matchAll(/^(?:# )?(MESHD_[A-Z_]+)=/gm)].map((m) => m[1] ?? '').sort();
-  assert.deepEqual(listed(serverText), variables(section('serverSpec', 'agentSpec')));
-  assert.deepEqual(listed(agentText), variables(section('agentSpec', 'loadAgentConfig')));
+  assert.deepEqual(listed(serverText), variables(serverSpec));
+  assert.deepEqual(listed(agentText), variables(agentSpec));
   // No token given: the variable is only a comment.
   assert.match(agentText, /^# MESHD_JOIN_TOKEN=$/m);
 });
