@@ -1,0 +1,119 @@
+/**
+ * CPU seconds and resident memory of the proxies during one run, read from /proc: utime+stime
+ * before and after (all threads), and VmRSS sampled every 100 ms (the peak of a run, which
+ * VmHWM cannot give for a process that was busier in an earlier run).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { run } from '../../daemon/command.js';
+
+const SAMPLE_EVERY_MS = 100;
+const clockTicks = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** Processes whose network namespace is `netns`. */
+export async function netnsPids(netns: string): Promise<number[]> {
+  const { stdout } = await run(['ip', 'netns', 'pids', netns]);
+  return stdout.split(/\s+/).filter(Boolean).map(Number);
+}
+
+export function commandLine(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+export function commandName(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** utime + stime in seconds; NaN once the process is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? Number.NaN);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+export const rssMiB = (pid: number) => statusKiB(pid, 'VmRSS') / 1024;
+
+/** What one side (a node) of a case used during a run; processes summed (nginx: master + workers). */
+export interface SideUsage {
+  pids: number[];
+  cpuSeconds: number;
+  peakRssMiB: number;
+  /** VmHWM at the end: the peak since each process started, not only this run. */
+  hwmMiB: number;
+}
+
+export interface Usage {
+  /** Both sides together. */
+  cpuSeconds: number;
+  /** The larger side's peak: one proxy's footprint. */
+  peakRssMiB: number;
+  sides: Record<string, SideUsage>;
+}
+
+const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+const sum = (values: number[]) => values.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
+
+/** Starts sampling the given processes (by side); `stop()` returns what they used meanwhile. */
+export function startSampling(sides: Record<string, number[]>): { stop: () => Usage } {
+  const cpuAtStart = new Map<number, number>();
+  const peak = new Map<string, number>();
+  for (const pids of Object.values(sides))
+    for (const pid of pids) cpuAtStart.set(pid, cpuSeconds(pid));
+  const sample = () => {
+    for (const [side, pids] of Object.entries(sides)) {
+      const rss = sum(pids.map(rssMiB));
+      peak.set(side, Math.max(peak.get(side) ?? 0, rss));
+    }
+  };
+  sample();
+  const timer = setInterval(sample, SAMPLE_EVERY_MS);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      const result: Record<string, SideUsage> = {};
+      for (const [side, pids] of Object.entries(sides)) {
+        result[side] = {
+          pids,
+          cpuSeconds: round(sum(pids.map((pid) => cpuSeconds(pid) - (cpuAtStart.get(pid) ?? 0)))),
+          peakRssMiB: round(peak.get(side) ?? Number.NaN, 1),
+          hwmMiB: round(sum(pids.map((pid) => statusKiB(pid, 'VmHWM'))) / 1024, 1),
+        };
+      }
+      const values = Object.values(result);
+      return {
+        cpuSeconds: round(sum(values.map((v) => v.cpuSeconds))),
+        peakRssMiB: round(Math.max(...values.map((v) => v.peakRssMiB)), 1),
+        sides: result,
+      };
+    },
+  };
+}
