@@ -221,12 +221,7 @@ async function getNodes(flags: ConnectionFlags, name: string | undefined, output
   else console.log(nodesTable(nodes, Date.now()));
 }
 
-export function render(
-  kind: Kind,
-  resources: Resource[],
-  output: Output,
-  single: boolean,
-): string {
+export function render(kind: Kind, resources: Resource[], output: Output, single: boolean): string {
   if (output === 'json') return JSON.stringify(single ? resources[0] : resources, null, 2);
   if (output === 'yaml')
     return resources

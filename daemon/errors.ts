@@ -7,6 +7,7 @@
 /** Every stable code with the one-line meaning that docs/errors.md must list (a test checks). */
 export const ERROR_CODES = {
   MESHD_E_CONFIG: 'a configuration value (environment variable or flag) is missing or invalid',
+  MESHD_E_INSTALL: 'meshctl install could not write or would overwrite an installed file',
   MESHD_E_RUNTIME: 'meshd was started on an unsupported Node.js runtime',
   MESHD_E_NATIVE_LOAD: 'the native socket addon could not be loaded (not built, or wrong platform)',
   MESHD_E_NETNS: 'entering or leaving a network namespace failed',

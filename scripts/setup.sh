@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Packages the lab, the tests and the addon build use.
-packages="iproute2 iptables containernetworking-plugins curl python3 make g++ procps openssl etcd-server tcpdump util-linux nftables redis-server redis-tools openssl"
+packages="iproute2 iptables containernetworking-plugins curl python3 make g++ procps openssl etcd-server tcpdump util-linux nftables redis-server redis-tools systemd"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

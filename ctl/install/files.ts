@@ -28,10 +28,10 @@ export interface InstallResult {
 
 /**
  * A usage or install problem of meshctl install. There is no install-specific code yet, so these
- * carry MESHD_E_CONFIG: a flag or an existing file does not allow the install.
+ * carry MESHD_E_INSTALL: a flag or an existing file does not allow the install.
  */
 export function installError(message: string, hint: string): MeshdError {
-  return new MeshdError('MESHD_E_CONFIG', message, { hint });
+  return new MeshdError('MESHD_E_INSTALL', message, { hint });
 }
 
 export function targetPath(root: string, path: string): string {

@@ -14,9 +14,12 @@ const meshctl = new URL('../../../bin/meshctl', import.meta.url).pathname;
 test('meshctl lab up brings up a mesh whose cross-node traffic goes through HBONE; lab down removes it', async () => {
   const id = randomBytes(4).toString('hex');
   const pids: number[] = [];
-  const up = await run([meshctl, 'lab', 'up', '--id', id, '--nodes', '2', '--no-demo', '--workloads', '1'], {
-    timeoutMs: 120_000,
-  });
+  const up = await run(
+    [meshctl, 'lab', 'up', '--id', id, '--nodes', '2', '--no-demo', '--workloads', '1'],
+    {
+      timeoutMs: 120_000,
+    },
+  );
   const lab = Lab.open(id);
   try {
     assert.match(up.stdout, /through an HBONE tunnel/);

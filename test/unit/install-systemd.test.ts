@@ -216,7 +216,7 @@ test('a changed file is not overwritten without --force, and then nothing else i
   // Another trust domain changes both env files; one of them was edited by hand.
   const refused = run([...base, '--trust-domain', 'other.example']);
   assert.equal(refused.status, 1);
-  assert.match(refused.stderr, /MESHD_E_CONFIG: refusing to overwrite files that differ/);
+  assert.match(refused.stderr, /MESHD_E_INSTALL: refusing to overwrite files that differ/);
   assert.match(refused.stderr, new RegExp(serverEnv));
   assert.match(refused.stderr, /nothing was written.*--force/);
   assert.match(readFileSync(serverEnv, 'utf8'), /MESHD_LOG_LEVEL=debug/);
