@@ -46,6 +46,8 @@ const options = {
   /** Runs that would start after this are skipped (and recorded as skipped). */
   budgetSeconds: quick ? 300 : 13 * 60,
 };
+if (!Number.isInteger(options.rounds) || options.rounds < 1 || options.rounds > 10)
+  throw new MeshdError('MESHD_E_BAD_REQUEST', `--rounds must be 1 to 10, got ${args.rounds}`);
 const writeDocs = args['no-docs'] ? false : (args.docs ?? !quick);
 const root = packageRoot();
 const service = (name: string) => SERVICES.find((s) => s.name === name) ?? { name, port: 0 };
@@ -185,6 +187,8 @@ async function main(): Promise<void> {
   const startedAt = new Date(started).toISOString();
   const machine = machineFacts();
   const dir = mkdtempSync('/tmp/meshd-bench-');
+  // The lab tears itself down on SIGINT/SIGTERM and exits; the certificates go with it.
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const runs: RunRecord[] = [];
   const proofs: TlsProof[] = [];
   const errors: string[] = [];
@@ -203,7 +207,13 @@ async function main(): Promise<void> {
         running = await prepareLab(lab, dir, certs);
         try {
           const wanted = args.cases?.split(',');
-          const cases = benchCases(lab).filter((c) => !wanted || wanted.includes(c.name));
+          const all = benchCases(lab);
+          const unknown = wanted?.filter((w) => !all.some((c) => c.name === w)) ?? [];
+          if (unknown.length)
+            throw new MeshdError('MESHD_E_BAD_REQUEST', `unknown case ${unknown.join(', ')}`, {
+              hint: `cases: ${all.map((c) => c.name).join(', ')}`,
+            });
+          const cases = all.filter((c) => !wanted || wanted.includes(c.name));
           caseNames = cases.map((c) => c.name);
           caseDescriptions = Object.fromEntries(cases.map((c) => [c.name, c.description]));
           await sleep(2000);
@@ -306,12 +316,20 @@ async function main(): Promise<void> {
   // Pairs such as histogram bins on one line each, as biome lays them out.
   const json = `${JSON.stringify(document, null, 2).replace(/\[\n\s+(-?[\d.e+-]+),\n\s+(-?[\d.e+-]+)\n\s+\]/g, '[$1, $2]')}\n`;
   writeFileSync(resultFile, json);
+  formatJson(resultFile);
   const markdown = markdownReport({
     summary,
     machine,
     options,
     proofs,
-    idle,
+    memory: {
+      idle,
+      firstFourStreamPeakMiB: runs.find(
+        (r) => r.round === 1 && r.case === 'meshd' && r.figure === 'throughput-4',
+      )?.usage?.peakRssMiB,
+      idleInBenchLabMiB: agentIdleInBenchLab,
+      afterRunsMiB: agentAfterRuns,
+    },
     peerSummaries: Object.fromEntries(PEERS.map((p) => [p.name, p.summary])),
     sysctls: SYSCTLS,
     jsonPath: relative(root, writeDocs ? docsJson : resultFile),
@@ -334,7 +352,7 @@ async function main(): Promise<void> {
   }
 }
 
-/** The committed JSON is checked by `biome ci`; let biome lay it out when it is installed. */
+/** `biome ci .` checks JSON files in the tree; let biome lay them out when it is installed. */
 function formatJson(file: string): void {
   const biome = join(root, 'node_modules', '.bin', 'biome');
   if (!existsSync(biome)) return;

@@ -65,6 +65,8 @@ export const rssMiB = (pid: number) => statusKiB(pid, 'VmRSS') / 1024;
 export interface SideUsage {
   pids: number[];
   cpuSeconds: number;
+  /** VmRSS when the run started: what earlier runs left behind. */
+  rssAtStartMiB: number;
   peakRssMiB: number;
   /** VmHWM at the end: the peak since each process started, not only this run. */
   hwmMiB: number;
@@ -85,6 +87,7 @@ const sum = (values: number[]) => values.reduce((a, b) => a + (Number.isFinite(b
 export function startSampling(sides: Record<string, number[]>): { stop: () => Usage } {
   const cpuAtStart = new Map<number, number>();
   const peak = new Map<string, number>();
+  const atStart = new Map<string, number>();
   for (const pids of Object.values(sides))
     for (const pid of pids) cpuAtStart.set(pid, cpuSeconds(pid));
   const sample = () => {
@@ -94,6 +97,7 @@ export function startSampling(sides: Record<string, number[]>): { stop: () => Us
     }
   };
   sample();
+  for (const [side, rss] of peak) atStart.set(side, rss);
   const timer = setInterval(sample, SAMPLE_EVERY_MS);
   return {
     stop: () => {
@@ -104,6 +108,7 @@ export function startSampling(sides: Record<string, number[]>): { stop: () => Us
         result[side] = {
           pids,
           cpuSeconds: round(sum(pids.map((pid) => cpuSeconds(pid) - (cpuAtStart.get(pid) ?? 0)))),
+          rssAtStartMiB: round(atStart.get(side) ?? Number.NaN, 1),
           peakRssMiB: round(peak.get(side) ?? Number.NaN, 1),
           hwmMiB: round(sum(pids.map((pid) => statusKiB(pid, 'VmHWM'))) / 1024, 1),
         };

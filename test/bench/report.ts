@@ -183,7 +183,17 @@ function driftTable(s: Summary): string {
   );
 }
 
-function targetsTable(s: Summary, idle: IdleMemory | undefined): string {
+/** The agents' memory seen by the report: idle figures and the first 4-stream run. */
+export interface AgentMemory {
+  idle: IdleMemory | undefined;
+  /** Peak of the larger agent in round 1's 4-stream run (only a 1-stream run before it). */
+  firstFourStreamPeakMiB: number | undefined;
+  idleInBenchLabMiB: Record<string, number>;
+  afterRunsMiB: Record<string, number>;
+}
+
+function targetsTable(s: Summary, memory: AgentMemory): string {
+  const { idle } = memory;
   const best = (id: string) => s.bestPeer[id];
   const value = (id: string, c: string | undefined) => (c ? s.metrics[id]?.[c]?.median : undefined);
   const versus = (id: string, label: string, digits: number) => {
@@ -218,7 +228,12 @@ function targetsTable(s: Summary, idle: IdleMemory | undefined): string {
         '—',
         '—',
       ],
-      ['agent peak RSS during the 4-stream run, MiB (target ≤ 128)', fmt(fourStream, 0), '—', '—'],
+      [
+        'agent peak RSS during the 4-stream run, MiB (target ≤ 128): round 1 / median of rounds',
+        `${fmt(memory.firstFourStreamPeakMiB, 0)} / ${fmt(fourStream, 0)}`,
+        '—',
+        '—',
+      ],
     ],
   );
 }
@@ -253,12 +268,17 @@ function summarizeRecords(p: TlsProof): string {
   return `${totals.handshake ?? 0} handshake, ${totals.application_data ?? 0} application-data records`;
 }
 
+const agentRss = (byNode: Record<string, number>) => {
+  const parts = Object.entries(byNode).map(([node, mib]) => `${node} ${fmt(mib, 0)}`);
+  return parts.length ? `${parts.join(', ')} MiB` : '—';
+};
+
 export interface ReportInput {
   summary: Summary;
   machine: MachineFacts;
   options: { rounds: number; seconds: number; rttSeconds: number; quick: boolean };
   proofs: TlsProof[];
-  idle: IdleMemory | undefined;
+  memory: AgentMemory;
   peerSummaries: Record<string, string>;
   sysctls: Record<string, string | number>;
   jsonPath: string;
@@ -280,6 +300,11 @@ export function markdownReport(r: ReportInput): string {
     'certificates verified on both ends, ECDSA P-256 like meshd). The two cores are shared by the',
     'load generator, the server, and both proxies.',
     '',
+    '`npm run bench` installs the peers and load generators (scripts/bench-setup.sh), runs for',
+    'about 10 minutes and rewrites this section; `npm run bench -- --quick` is a 2–3 minute smoke',
+    'run (one round, shorter runs) that leaves this file alone. Options: `--rounds N`,',
+    '`--cases direct,meshd,…`, `--skip-idle`, `--docs`/`--no-docs`.',
+    '',
     `Run on ${r.startedAt.slice(0, 10)}: meshd ${m.meshdCommit}, Node ${m.node} (OpenSSL`,
     `${m.openssl}), ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, kernel`,
     `${m.kernel.split(' ')[0]}. ${r.options.rounds} round(s); each round runs every figure for`,
@@ -296,13 +321,21 @@ export function markdownReport(r: ReportInput): string {
     '',
     '### Targets',
     '',
-    targetsTable(r.summary, r.idle),
+    targetsTable(r.summary, r.memory),
     '',
     '### Proxy CPU and memory',
     '',
     'CPU seconds used by the proxies of both nodes during the run, and the peak resident memory',
     '(VmRSS sampled every 100 ms; nginx: master and workers summed) of the larger node. meshd:',
-    `the two agents. Medians over the rounds.${r.idle ? ` Agent RSS idle with ${r.idle.workloads} enrolled workloads on one node: ${fmt(r.idle.medianRssMiB, 1)} MiB (median of ${r.idle.rssSamplesMiB.length} samples, max ${fmt(r.idle.maxRssMiB, 1)}).` : ''}`,
+    'the two agents. Medians over the rounds. The agents keep what they grew to: RSS idle before',
+    `the runs ${agentRss(r.memory.idleInBenchLabMiB)}, after all runs ${agentRss(r.memory.afterRunsMiB)} (each`,
+    "run's starting RSS is in the JSON).",
+    ...(r.memory.idle
+      ? [
+          `Agent RSS idle with ${r.memory.idle.workloads} enrolled workloads on one node (a second lab): ${fmt(r.memory.idle.medianRssMiB, 1)} MiB`,
+          `(median of ${r.memory.idle.rssSamplesMiB.length} samples, max ${fmt(r.memory.idle.maxRssMiB, 1)}).`,
+        ]
+      : []),
     '',
     usageTable(r.summary),
     '',
