@@ -30,7 +30,8 @@ import {
   generateKeyPair,
   importKeyPairPem,
   type KeyPair,
-  pkijs,
+  type Pkijs,
+  pki,
   toPem,
 } from './pki.js';
 import { adminId, isTrustDomain } from './spiffe.js';
@@ -67,7 +68,7 @@ export class CaFilesError extends MeshdError {
   }
 }
 
-const certPem = (cert: pkijs.Certificate) => toPem('CERTIFICATE', cert.toSchema().toBER(false));
+const certPem = (cert: Pkijs.Certificate) => toPem('CERTIFICATE', cert.toSchema().toBER(false));
 
 async function writeKeyAndCert(
   dir: string,
@@ -282,7 +283,7 @@ export async function loadCa(dir: string): Promise<LoadedCa> {
   return {
     trustDomain: meta.trustDomain,
     signer: {
-      cert: pkijs.Certificate.fromBER(
+      cert: pki().pkijs.Certificate.fromBER(
         der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength) as ArrayBuffer,
       ),
       keys,

@@ -2,8 +2,10 @@
  * Certificate signing requests: the agent makes one per identity (empty subject, exactly one
  * URI SAN, P-256 key); the CA accepts only requests of exactly that shape.
  */
+import { KeyObject, sign } from 'node:crypto';
 import { MeshdError } from '../errors.js';
-import { asn1js, bufferOf, GN, type KeyPair, OID, pkijs, SIGN_HASH } from './pki.js';
+import { oid, TAG, tlv } from './der.js';
+import { type Asn1js, bufferOf, GN, type KeyPair, OID, type Pkijs, pki } from './pki.js';
 import { parseSpiffeId, type SpiffeId } from './spiffe.js';
 
 export class CsrError extends MeshdError {
@@ -12,7 +14,8 @@ export class CsrError extends MeshdError {
   }
 }
 
-export function sanExtension(spiffeId: string, critical: boolean): pkijs.Extension {
+export function sanExtension(spiffeId: string, critical: boolean): Pkijs.Extension {
+  const { pkijs } = pki();
   const names = new pkijs.GeneralNames({
     names: [new pkijs.GeneralName({ type: GN.uri, value: spiffeId })],
   });
@@ -23,28 +26,53 @@ export function sanExtension(spiffeId: string, critical: boolean): pkijs.Extensi
   });
 }
 
+/**
+ * The agent's request (RFC 2986), written by hand so the agent never loads pkijs: version 0,
+ * an empty subject, the P-256 public key, and an extensionRequest attribute holding the one
+ * critical URI SAN; signed ECDSA with SHA-256.
+ */
 export async function createCsr(keys: KeyPair, spiffeId: SpiffeId): Promise<Uint8Array> {
-  const csr = new pkijs.CertificationRequest();
-  csr.version = 0;
-  await csr.subjectPublicKeyInfo.importKey(keys.publicKey);
-  csr.attributes = [
-    new pkijs.Attribute({
-      type: OID.extensionRequest,
-      values: [new pkijs.Extensions({ extensions: [sanExtension(spiffeId, true)] }).toSchema()],
-    }),
-  ];
-  await csr.sign(keys.privateKey, SIGN_HASH);
-  return new Uint8Array(csr.toSchema().toBER(false));
+  const spki = KeyObject.from(keys.publicKey).export({ type: 'spki', format: 'der' });
+  const uri = tlv(0x80 | GN.uri, Buffer.from(spiffeId, 'latin1'));
+  const san = tlv(
+    TAG.sequence,
+    oid(OID.subjectAltName),
+    tlv(TAG.boolean, Uint8Array.of(0xff)),
+    tlv(TAG.octetString, tlv(TAG.sequence, uri)),
+  );
+  const extensionRequest = tlv(
+    TAG.sequence,
+    oid(OID.extensionRequest),
+    tlv(TAG.set, tlv(TAG.sequence, san)),
+  );
+  const info = tlv(
+    TAG.sequence,
+    tlv(TAG.integer, Uint8Array.of(0)),
+    tlv(TAG.sequence),
+    spki,
+    tlv(0xa0, extensionRequest), // attributes: [0] IMPLICIT SET OF Attribute
+  );
+  const signature = sign('sha256', info, {
+    key: KeyObject.from(keys.privateKey),
+    dsaEncoding: 'der',
+  });
+  return tlv(
+    TAG.sequence,
+    info,
+    tlv(TAG.sequence, oid(OID.ecdsaWithSha256)),
+    tlv(TAG.bitString, Uint8Array.of(0), signature),
+  );
 }
 
 export interface AcceptedCsr {
   spiffeId: SpiffeId;
-  publicKeyInfo: pkijs.PublicKeyInfo;
+  publicKeyInfo: Pkijs.PublicKeyInfo;
 }
 
 /** Decodes and checks a CSR; throws CsrError naming the first problem. */
 export async function parseCsr(der: Uint8Array, trustDomain: string): Promise<AcceptedCsr> {
-  let csr: pkijs.CertificationRequest;
+  const { pkijs } = pki();
+  let csr: Pkijs.CertificationRequest;
   try {
     csr = pkijs.CertificationRequest.fromBER(bufferOf(der));
   } catch (cause) {
@@ -66,9 +94,10 @@ export async function parseCsr(der: Uint8Array, trustDomain: string): Promise<Ac
   }
 }
 
-function checkKeyAlgorithm(spki: pkijs.PublicKeyInfo): void {
+function checkKeyAlgorithm(spki: Pkijs.PublicKeyInfo): void {
+  const { asn1js } = pki();
   const alg = spki.algorithm.algorithmId;
-  const params = spki.algorithm.algorithmParams as asn1js.ObjectIdentifier | undefined;
+  const params = spki.algorithm.algorithmParams as Asn1js.ObjectIdentifier | undefined;
   const curve =
     params instanceof asn1js.ObjectIdentifier ? params.valueBlock.toString() : undefined;
   if (alg !== OID.ecPublicKey || curve !== OID.p256) {
@@ -79,14 +108,15 @@ function checkKeyAlgorithm(spki: pkijs.PublicKeyInfo): void {
 }
 
 /** The URIs the CSR asks for; any other SAN type (DNS, IP, email) is refused outright. */
-function requestedUris(csr: pkijs.CertificationRequest): string[] {
+function requestedUris(csr: Pkijs.CertificationRequest): string[] {
+  const { pkijs } = pki();
   const extensions = (csr.attributes ?? [])
     .filter((a) => a.type === OID.extensionRequest)
     .flatMap((a) => a.values.map((v) => new pkijs.Extensions({ schema: v }).extensions))
     .flat();
   const sans = extensions.filter((e) => e.extnID === OID.subjectAltName);
   if (sans.length > 1) throw new CsrError('it carries more than one subjectAltName extension');
-  const names = (sans[0]?.parsedValue as pkijs.AltName | undefined)?.altNames ?? [];
+  const names = (sans[0]?.parsedValue as Pkijs.AltName | undefined)?.altNames ?? [];
   const other = names.find((n) => n.type !== GN.uri);
   if (other) throw new CsrError(`only a URI SAN is allowed (found GeneralName type ${other.type})`);
   return names.map((n) => String(n.value));

@@ -40,7 +40,6 @@ export {
   generateKeyPair,
   importKeyPairPem,
   type KeyPair,
-  pkijs,
   toPem,
 } from './pki.js';
 export {

@@ -5,14 +5,14 @@
  */
 import { createHash } from 'node:crypto';
 import { sanExtension } from './csr.js';
-import { asn1js, type KeyPair, OID, pkijs, randomSerial, SIGN_HASH } from './pki.js';
+import { type KeyPair, OID, type Pkijs, pki, randomSerial, SIGN_HASH } from './pki.js';
 import type { SpiffeId } from './spiffe.js';
 
 /** Leaves and intermediates start a little in the past so small clock skew does not reject them. */
 export const BACKDATE_MS = 60_000;
 
 export interface CaMaterial {
-  cert: pkijs.Certificate;
+  cert: Pkijs.Certificate;
   keys: KeyPair;
 }
 
@@ -21,7 +21,8 @@ const KU_DIGITAL_SIGNATURE = 0x80;
 const KU_KEY_CERT_SIGN = 0x04;
 const KU_CRL_SIGN = 0x02;
 
-function keyUsage(bits: number): pkijs.Extension {
+function keyUsage(bits: number): Pkijs.Extension {
+  const { pkijs, asn1js } = pki();
   const unused = Math.min(7, Math.log2(bits & -bits));
   const value = new asn1js.BitString({
     valueHex: new Uint8Array([bits]).buffer,
@@ -34,7 +35,8 @@ function keyUsage(bits: number): pkijs.Extension {
   });
 }
 
-function basicConstraints(cA: boolean, pathLen?: number): pkijs.Extension {
+function basicConstraints(cA: boolean, pathLen?: number): Pkijs.Extension {
+  const { pkijs } = pki();
   const bc = new pkijs.BasicConstraints(
     pathLen === undefined ? { cA } : { cA, pathLenConstraint: pathLen },
   );
@@ -45,7 +47,8 @@ function basicConstraints(cA: boolean, pathLen?: number): pkijs.Extension {
   });
 }
 
-function extKeyUsage(): pkijs.Extension {
+function extKeyUsage(): Pkijs.Extension {
+  const { pkijs } = pki();
   const eku = new pkijs.ExtKeyUsage({ keyPurposes: [OID.serverAuth, OID.clientAuth] });
   return new pkijs.Extension({
     extnID: OID.extKeyUsage,
@@ -54,7 +57,7 @@ function extKeyUsage(): pkijs.Extension {
   });
 }
 
-function keyId(spki: pkijs.PublicKeyInfo): ArrayBuffer {
+function keyId(spki: Pkijs.PublicKeyInfo): ArrayBuffer {
   const raw = new Uint8Array(spki.subjectPublicKey.valueBlock.valueHexView);
   const digest = createHash('sha1').update(raw).digest();
   return digest.buffer.slice(
@@ -64,11 +67,12 @@ function keyId(spki: pkijs.PublicKeyInfo): ArrayBuffer {
 }
 
 /** Distinguishes CA subjects across rotations, so chains never mix up two roots of one mesh. */
-function shortKeyId(spki: pkijs.PublicKeyInfo): string {
+function shortKeyId(spki: Pkijs.PublicKeyInfo): string {
   return Buffer.from(keyId(spki)).toString('hex').slice(0, 12);
 }
 
-function subjectKeyId(spki: pkijs.PublicKeyInfo): pkijs.Extension {
+function subjectKeyId(spki: Pkijs.PublicKeyInfo): Pkijs.Extension {
+  const { pkijs, asn1js } = pki();
   const value = new asn1js.OctetString({ valueHex: keyId(spki) });
   return new pkijs.Extension({
     extnID: OID.subjectKeyId,
@@ -77,7 +81,8 @@ function subjectKeyId(spki: pkijs.PublicKeyInfo): pkijs.Extension {
   });
 }
 
-function authorityKeyId(issuer: pkijs.Certificate): pkijs.Extension {
+function authorityKeyId(issuer: Pkijs.Certificate): Pkijs.Extension {
+  const { pkijs, asn1js } = pki();
   const aki = new pkijs.AuthorityKeyIdentifier({
     keyIdentifier: new asn1js.OctetString({ valueHex: keyId(issuer.subjectPublicKeyInfo) }),
   });
@@ -88,7 +93,8 @@ function authorityKeyId(issuer: pkijs.Certificate): pkijs.Extension {
   });
 }
 
-function name(organization: string, commonName: string): pkijs.RelativeDistinguishedNames {
+function name(organization: string, commonName: string): Pkijs.RelativeDistinguishedNames {
+  const { pkijs, asn1js } = pki();
   return new pkijs.RelativeDistinguishedNames({
     typesAndValues: [
       new pkijs.AttributeTypeAndValue({
@@ -109,12 +115,13 @@ interface Validity {
 }
 
 async function build(
-  subject: pkijs.RelativeDistinguishedNames,
-  spki: pkijs.PublicKeyInfo,
+  subject: Pkijs.RelativeDistinguishedNames,
+  spki: Pkijs.PublicKeyInfo,
   validity: Validity,
-  extensions: pkijs.Extension[],
-  issuer: { cert?: pkijs.Certificate; keys: KeyPair },
-): Promise<pkijs.Certificate> {
+  extensions: Pkijs.Extension[],
+  issuer: { cert?: Pkijs.Certificate; keys: KeyPair },
+): Promise<Pkijs.Certificate> {
+  const { pkijs } = pki();
   const cert = new pkijs.Certificate();
   cert.version = 2;
   cert.serialNumber = randomSerial();
@@ -128,7 +135,8 @@ async function build(
   return cert;
 }
 
-async function spkiOf(keys: KeyPair): Promise<pkijs.PublicKeyInfo> {
+async function spkiOf(keys: KeyPair): Promise<Pkijs.PublicKeyInfo> {
+  const { pkijs } = pki();
   const spki = new pkijs.PublicKeyInfo();
   await spki.importKey(keys.publicKey);
   return spki;
@@ -138,7 +146,7 @@ export async function createRootCa(
   keys: KeyPair,
   trustDomain: string,
   validity: Validity,
-): Promise<pkijs.Certificate> {
+): Promise<Pkijs.Certificate> {
   const spki = await spkiOf(keys);
   return build(
     name(trustDomain, `meshd root CA ${shortKeyId(spki)}`),
@@ -154,7 +162,7 @@ export async function createIntermediateCa(
   trustDomain: string,
   validity: Validity,
   root: CaMaterial,
-): Promise<pkijs.Certificate> {
+): Promise<Pkijs.Certificate> {
   const spki = await spkiOf(keys);
   return build(
     name(trustDomain, `meshd intermediate CA ${shortKeyId(spki)}`),
@@ -174,9 +182,10 @@ export async function createIntermediateCa(
 export async function signSvid(
   ca: CaMaterial,
   spiffeId: SpiffeId,
-  spki: pkijs.PublicKeyInfo,
+  spki: Pkijs.PublicKeyInfo,
   validity: Validity,
-): Promise<pkijs.Certificate> {
+): Promise<Pkijs.Certificate> {
+  const { pkijs } = pki();
   return build(
     new pkijs.RelativeDistinguishedNames(),
     spki,
@@ -198,7 +207,7 @@ export async function signSvid(
  * Leaf lifetime: start a little in the past (BACKDATE_MS, or a tenth of a short TTL so renewal
  * at half-life stays meaningful), end at now + ttl, never after the issuer's own end.
  */
-export function leafValidity(now: number, ttlMs: number, issuer: pkijs.Certificate): Validity {
+export function leafValidity(now: number, ttlMs: number, issuer: Pkijs.Certificate): Validity {
   const issuerEnd = issuer.notAfter.value.getTime();
   return {
     notBefore: new Date(now - Math.min(BACKDATE_MS, Math.floor(ttlMs / 10))),

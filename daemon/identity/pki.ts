@@ -1,14 +1,36 @@
 /**
- * The shared PKI plumbing: pkijs on Node's WebCrypto, PEM, keys, OIDs. Everything meshd signs
- * uses ECDSA P-256 with SHA-256.
+ * The shared PKI plumbing: pkijs on Node's WebCrypto (loaded on first use), PEM, keys, OIDs.
+ * Everything meshd signs uses ECDSA P-256 with SHA-256.
  */
 import { createPrivateKey, createPublicKey, randomBytes, webcrypto } from 'node:crypto';
-import * as asn1js from 'asn1js';
-import * as pkijs from 'pkijs';
+import { createRequire } from 'node:module';
+import type * as Asn1js from 'asn1js';
+import type * as Pkijs from 'pkijs';
 
-pkijs.setEngine('meshd', new pkijs.CryptoEngine({ name: 'meshd', crypto: webcrypto as never }));
+export type { Asn1js, Pkijs };
 
-export { asn1js, pkijs };
+interface PkiModules {
+  pkijs: typeof Pkijs;
+  asn1js: typeof Asn1js;
+}
+
+let modules: PkiModules | undefined;
+
+/**
+ * pkijs and asn1js, loaded on first use. The CA (signing, reading requests) needs them; the
+ * agent never calls them (csr.ts writes its requests, svid.ts reads certificates with der.ts),
+ * which keeps ~3 MiB off its resident memory. require() rather than import(): the callers are
+ * synchronous, and Node keeps a second copy of the source of a CommonJS file loaded by import.
+ */
+export function pki(): PkiModules {
+  if (!modules) {
+    const require = createRequire(import.meta.url);
+    const pkijs = require('pkijs') as typeof Pkijs;
+    pkijs.setEngine('meshd', new pkijs.CryptoEngine({ name: 'meshd', crypto: webcrypto as never }));
+    modules = { pkijs, asn1js: require('asn1js') as typeof Asn1js };
+  }
+  return modules;
+}
 
 export const OID = {
   ecPublicKey: '1.2.840.10045.2.1',
@@ -24,6 +46,7 @@ export const OID = {
   clientAuth: '1.3.6.1.5.5.7.3.2',
   commonName: '2.5.4.3',
   organization: '2.5.4.10',
+  ecdsaWithSha256: '1.2.840.10045.4.3.2',
 } as const;
 
 /** GeneralName tags (RFC 5280). */
@@ -64,9 +87,10 @@ export async function importKeyPairPem(pem: string): Promise<KeyPair> {
 }
 
 /** A positive 128-bit serial (RFC 5280: at most 20 octets, unpredictable). */
-export function randomSerial(): asn1js.Integer {
+export function randomSerial(): Asn1js.Integer {
   const bytes = randomBytes(16);
   bytes[0] = ((bytes[0] ?? 0) & 0x7f) | 0x01;
+  const { asn1js } = pki();
   return new asn1js.Integer({
     valueHex: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + 16),
   });

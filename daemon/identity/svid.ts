@@ -5,7 +5,8 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { MeshdError } from '../errors.js';
-import { type asn1js, bufferOf, GN, OID, pkijs } from './pki.js';
+import { DerError, decodeOid, readAll, readOne, TAG, type Tlv } from './der.js';
+import { GN, OID } from './pki.js';
 import { parseSpiffeId, type SpiffeId } from './spiffe.js';
 
 export class SvidError extends MeshdError {
@@ -22,40 +23,91 @@ export interface SvidInfo {
   issuer: string;
 }
 
-function extension(cert: pkijs.Certificate, oid: string): pkijs.Extension | undefined {
-  const found = (cert.extensions ?? []).filter((e) => e.extnID === oid);
+interface Extension {
+  oid: string;
+  critical: boolean;
+  /** extnValue's contents: the DER of the extension's own value. */
+  value: Uint8Array;
+}
+
+const EXTENSIONS_TAG = 0xa3; // tbsCertificate's [3] EXPLICIT extensions (RFC 5280 §4.1)
+const SAN_URI_TAG = 0x80 | GN.uri; // GeneralName [6] IMPLICIT IA5String
+
+/** Checked by a few DER reads (not pkijs): the agent runs this on every HBONE handshake. */
+function extensionsOf(der: Uint8Array): Extension[] {
+  const [tbs] = readAll(readOne(der, TAG.sequence).value);
+  if (tbs?.tag !== TAG.sequence) throw new DerError('no tbsCertificate');
+  const wrapped = readAll(tbs.value).find((field) => field.tag === EXTENSIONS_TAG);
+  if (!wrapped) return [];
+  return readAll(readOne(wrapped.value, TAG.sequence).value).map((ext) => {
+    if (ext.tag !== TAG.sequence) throw new DerError('an extension is not a SEQUENCE');
+    const [id, second, third] = readAll(ext.value);
+    const flagged = second?.tag === TAG.boolean;
+    const value = flagged ? third : second;
+    if (id?.tag !== TAG.oid || value?.tag !== TAG.octetString) {
+      throw new DerError('an extension is not OID, [critical,] OCTET STRING');
+    }
+    return {
+      oid: decodeOid(id.value),
+      critical: flagged && second.value[0] !== 0,
+      value: value.value,
+    };
+  });
+}
+
+function extension(extensions: Extension[], oid: string): Extension | undefined {
+  const found = extensions.filter((e) => e.oid === oid);
   if (found.length > 1) throw new SvidError(`extension ${oid} appears ${found.length} times`);
   return found[0];
 }
 
-function checkSan(cert: pkijs.Certificate, trustDomain: string): SpiffeId {
-  const san = extension(cert, OID.subjectAltName)?.parsedValue as pkijs.AltName | undefined;
-  const names = san?.altNames ?? [];
-  const uris = names.filter((n) => n.type === GN.uri);
+/** The elements inside an extension's value (itself one element with `tag`). */
+function inside(ext: Extension, tag: number): Tlv[] {
+  try {
+    return readAll(readOne(ext.value, tag).value);
+  } catch (cause) {
+    throw new SvidError(`extension ${ext.oid} is not valid DER`, cause);
+  }
+}
+
+function checkSan(extensions: Extension[], trustDomain: string): SpiffeId {
+  const san = extension(extensions, OID.subjectAltName);
+  const names = san ? inside(san, TAG.sequence) : [];
+  const uris = names.filter((n) => n.tag === SAN_URI_TAG);
   if (uris.length !== 1 || names.length !== 1) {
     throw new SvidError(
       `it must have exactly one SAN, a URI (found ${uris.length} URI of ${names.length})`,
     );
   }
   try {
-    return parseSpiffeId(String(uris[0]?.value), trustDomain).id;
+    return parseSpiffeId(Buffer.from(uris[0]?.value ?? []).toString('latin1'), trustDomain).id;
   } catch (cause) {
     throw new SvidError((cause as Error).message, cause);
   }
 }
 
-function checkLeafConstraints(cert: pkijs.Certificate): void {
-  const bc = extension(cert, OID.basicConstraints)?.parsedValue as
-    | pkijs.BasicConstraints
-    | undefined;
-  if (bc?.cA !== false) throw new SvidError('a leaf must carry basicConstraints with cA=false');
-  const ku = extension(cert, OID.keyUsage);
+function checkLeafConstraints(extensions: Extension[]): void {
+  const bc = extension(extensions, OID.basicConstraints);
+  const [cA] = bc ? inside(bc, TAG.sequence) : [];
+  // cA is DEFAULT FALSE: absent means a leaf; the extension itself must be there.
+  if (!bc || (cA?.tag === TAG.boolean && cA.value[0] !== 0)) {
+    throw new SvidError('a leaf must carry basicConstraints with cA=false');
+  }
+  const ku = extension(extensions, OID.keyUsage);
   if (!ku?.critical) throw new SvidError('keyUsage must be present and critical');
-  const bits = new Uint8Array((ku.parsedValue as asn1js.BitString).valueBlock.valueHexView)[0] ?? 0;
+  let bits = 0;
+  try {
+    // Contents: the count of unused bits, then the bits (digitalSignature is the top one).
+    bits = readOne(ku.value, TAG.bitString).value[1] ?? 0;
+  } catch (cause) {
+    throw new SvidError(`extension ${ku.oid} is not valid DER`, cause);
+  }
   if (!(bits & 0x80)) throw new SvidError('keyUsage must include digitalSignature');
   if (bits & 0x06) throw new SvidError('a leaf must not have keyCertSign or cRLSign');
-  const eku = extension(cert, OID.extKeyUsage)?.parsedValue as pkijs.ExtKeyUsage | undefined;
-  const purposes = eku?.keyPurposes ?? [];
+  const eku = extension(extensions, OID.extKeyUsage);
+  const purposes = (eku ? inside(eku, TAG.sequence) : [])
+    .filter((p) => p.tag === TAG.oid)
+    .map((p) => decodeOid(p.value));
   if (!purposes.includes(OID.serverAuth) || !purposes.includes(OID.clientAuth)) {
     throw new SvidError('extKeyUsage must include serverAuth and clientAuth');
   }
@@ -63,14 +115,14 @@ function checkLeafConstraints(cert: pkijs.Certificate): void {
 
 /** The SPIFFE ID of a conformant leaf; throws SvidError naming the first rule it breaks. */
 export function checkSvidConformance(der: Uint8Array, trustDomain: string): SpiffeId {
-  let cert: pkijs.Certificate;
+  let extensions: Extension[];
   try {
-    cert = pkijs.Certificate.fromBER(bufferOf(der));
+    extensions = extensionsOf(der);
   } catch (cause) {
     throw new SvidError('not a DER-encoded X.509 certificate', cause);
   }
-  const id = checkSan(cert, trustDomain);
-  checkLeafConstraints(cert);
+  const id = checkSan(extensions, trustDomain);
+  checkLeafConstraints(extensions);
   return id;
 }
 
