@@ -1,6 +1,5 @@
 /** meshd: one binary, one role per process (`server`, `agent`, `waypoint`). */
 import { Command } from 'commander';
-import { runAgent } from './agent/index.js';
 import {
   type AgentConfig,
   type Env,
@@ -10,7 +9,6 @@ import {
 } from './config.js';
 import { describeError, MeshdError } from './errors.js';
 import { assertSupportedRuntime } from './runtime.js';
-import { runServer } from './server/index.js';
 import { createJsonLogger } from './telemetry/index.js';
 
 /** Secrets (join tokens) never reach a terminal or a log. */
@@ -58,12 +56,19 @@ function roleCommand<C extends object>(
   });
 }
 
+/*
+ * Each role's code is imported when that role starts, not at the top: an agent never loads
+ * the control plane's modules (store, CA, registry) and a server never loads the data path's.
+ * Every module a process loads stays resident (docs/benchmarks.md, "Agent memory").
+ */
 async function startServerRole(config: Readonly<ServerConfig>): Promise<void> {
   const logger = createJsonLogger({ level: config.logLevel, base: { role: 'server' } });
+  const { runServer } = await import('./server/index.js');
   await runServer(config, logger);
 }
 
 async function startAgentRole(config: Readonly<AgentConfig>): Promise<void> {
+  const { runAgent } = await import('./agent/index.js');
   const logger = createJsonLogger({
     level: config.logLevel,
     base: { role: 'agent', node: config.nodeName },

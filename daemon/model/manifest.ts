@@ -3,7 +3,9 @@
  * named by file, document, resource and field path. A caller applies all or nothing: when any
  * error is found, no resources are returned.
  */
-import { type Document, isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
+import type { Document, LineCounter } from 'yaml';
 import { MeshdError } from '../errors.js';
 import type { FieldError, PathSegment } from './issues.js';
 import {
@@ -15,6 +17,17 @@ import {
   resourceRef,
 } from './resource.js';
 import { validateResource } from './validate.js';
+
+let yamlModule: typeof Yaml | undefined;
+
+/**
+ * yaml, loaded on first use: meshctl parses manifests, the agent never does, and every module a
+ * long-running process loads stays resident (docs/benchmarks.md, "Agent memory").
+ */
+function yaml(): typeof Yaml {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof Yaml;
+  return yamlModule;
+}
 
 export interface ManifestError {
   source: string;
@@ -127,6 +140,7 @@ type Ranged = { range?: [number, number, number] | null } | null | undefined;
  * missing field points at its parent's key), a list item's first line.
  */
 function lineOf(doc: Document, lines: LineCounter, segments: readonly PathSegment[]) {
+  const { isMap, isScalar, isSeq } = yaml();
   const lineAt = (node: Ranged) => (node?.range ? lines.linePos(node.range[0]).line : undefined);
   let node: unknown = doc.contents;
   let line = lineAt(node as Ranged);
@@ -147,6 +161,7 @@ function lineOf(doc: Document, lines: LineCounter, segments: readonly PathSegmen
 
 function parseFile(file: ManifestFile, options: ManifestOptions, errors: ManifestError[]): Entry[] {
   const { source } = file;
+  const { LineCounter, parseAllDocuments } = yaml();
   const lines = new LineCounter();
   const docs = parseAllDocuments(file.text, {
     lineCounter: lines,
