@@ -6,10 +6,11 @@
  * (unless --quick or --no-docs) rewrites its section of docs/benchmarks.md.
  *
  * Usage: npm run bench [-- --rounds N] [--quick] [--no-docs] [--docs] [--cases a,b] [--skip-idle]
+ *        node dist/test/bench/bench.js --report FILE.json [--docs]   (the table again from a JSON)
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Lab, withLab } from '../../ctl/lab/index.js';
 import { MeshdError } from '../../daemon/errors.js';
@@ -21,7 +22,14 @@ import { idleAgentMemory } from './idle.js';
 import { machineFacts } from './machine.js';
 import { makeCerts, PEERS, SERVICES } from './peers.js';
 import { netnsPids, rssMiB, startSampling } from './proc-stats.js';
-import { figureLabel, type IdleMemory, markdownReport, summarize, writeSection } from './report.js';
+import {
+  type BenchDocument,
+  figureLabel,
+  type IdleMemory,
+  renderDocument,
+  summarize,
+  writeSection,
+} from './report.js';
 import { proveTls, type TlsProof } from './tls-proof.js';
 import { iperf3, pingpong, wrk } from './tools.js';
 
@@ -33,6 +41,7 @@ const { values: args } = parseArgs({
     'no-docs': { type: 'boolean', default: false },
     cases: { type: 'string' },
     'skip-idle': { type: 'boolean', default: false },
+    report: { type: 'string' },
   },
 });
 
@@ -48,7 +57,9 @@ const options = {
 };
 if (!Number.isInteger(options.rounds) || options.rounds < 1 || options.rounds > 10)
   throw new MeshdError('MESHD_E_BAD_REQUEST', `--rounds must be 1 to 10, got ${args.rounds}`);
-const writeDocs = args['no-docs'] ? false : (args.docs ?? !quick);
+// A --report re-render writes the docs only when asked (--docs).
+const writeDocs = args['no-docs'] ? false : (args.docs ?? (!quick && !args.report));
+const DOCS_JSON = join(packageRoot(), 'docs', 'bench', 'data-path.json');
 const root = packageRoot();
 const service = (name: string) => SERVICES.find((s) => s.name === name) ?? { name, port: 0 };
 const say = (line: string) => console.error(`bench: ${line}`);
@@ -293,8 +304,7 @@ async function main(): Promise<void> {
   const resultsDir = join(root, 'test', 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });
   const resultFile = join(resultsDir, `${stamp}.json`);
-  const docsJson = join(root, 'docs', 'bench', 'data-path.json');
-  const document = {
+  const document: BenchDocument = {
     bench: 'meshd data path',
     startedAt,
     wallSeconds: Math.round(wallSeconds),
@@ -303,7 +313,10 @@ async function main(): Promise<void> {
     sysctls: SYSCTLS,
     cases: caseDescriptions,
     peers: Object.fromEntries(
-      PEERS.map((p) => [p.name, { summary: p.summary, config: running?.peerConfigs[p.name] }]),
+      PEERS.filter((p) => caseNames.includes(p.name)).map((p) => [
+        p.name,
+        { summary: p.summary, config: running?.peerConfigs[p.name] },
+      ]),
     ),
     originNginxConfig: running?.originConfig,
     tlsProofs: proofs,
@@ -317,39 +330,32 @@ async function main(): Promise<void> {
   const json = `${JSON.stringify(document, null, 2).replace(/\[\n\s+(-?[\d.e+-]+),\n\s+(-?[\d.e+-]+)\n\s+\]/g, '[$1, $2]')}\n`;
   writeFileSync(resultFile, json);
   formatJson(resultFile);
-  const markdown = markdownReport({
-    summary,
-    machine,
-    options,
-    proofs,
-    memory: {
-      idle,
-      firstFourStreamPeakMiB: runs.find(
-        (r) => r.round === 1 && r.case === 'meshd' && r.figure === 'throughput-4',
-      )?.usage?.peakRssMiB,
-      idleInBenchLabMiB: agentIdleInBenchLab,
-      afterRunsMiB: agentAfterRuns,
-    },
-    peerSummaries: Object.fromEntries(PEERS.map((p) => [p.name, p.summary])),
-    sysctls: SYSCTLS,
-    jsonPath: relative(root, writeDocs ? docsJson : resultFile),
-    startedAt,
-    wallSeconds,
-    errors,
-  });
-  console.log(markdown);
   say(`samples: ${relative(process.cwd(), resultFile)}`);
   if (writeDocs) {
-    mkdirSync(join(root, 'docs', 'bench'), { recursive: true });
-    writeFileSync(docsJson, json);
-    formatJson(docsJson);
-    writeSection(join(root, 'docs', 'benchmarks.md'), markdown);
-    say(`wrote docs/benchmarks.md and ${relative(root, docsJson)}`);
+    mkdirSync(dirname(DOCS_JSON), { recursive: true });
+    writeFileSync(DOCS_JSON, json);
+    formatJson(DOCS_JSON);
   }
+  publish(renderDocument(document, relative(root, writeDocs ? DOCS_JSON : resultFile)));
   if (proofs.some((p) => !p.ok) || proofs.length < caseNames.length) {
     say('a case did not show on the underlay what it should: its figures compare nothing');
     process.exitCode = 1;
   }
+}
+
+/** Prints the section and, when asked, puts it into docs/benchmarks.md. */
+function publish(markdown: string): void {
+  console.log(markdown);
+  if (writeDocs) {
+    writeSection(join(root, 'docs', 'benchmarks.md'), markdown);
+    say('wrote its section of docs/benchmarks.md');
+  }
+}
+
+/** --report FILE: the markdown again from a bench's JSON, without running anything. */
+function reportFrom(file: string): void {
+  const doc = JSON.parse(readFileSync(file, 'utf8')) as BenchDocument;
+  publish(renderDocument(doc, relative(root, resolve(file))));
 }
 
 /** `biome ci .` checks JSON files in the tree; let biome lay them out when it is installed. */
@@ -363,7 +369,9 @@ function formatJson(file: string): void {
   }
 }
 
-main().catch((err) => {
-  console.error(`bench: ${(err as Error).stack ?? err}`);
-  process.exit(1);
-});
+(args.report ? Promise.resolve().then(() => reportFrom(args.report ?? '')) : main()).catch(
+  (err) => {
+    console.error(`bench: ${(err as Error).stack ?? err}`);
+    process.exit(1);
+  },
+);

@@ -252,7 +252,7 @@ function proofTable(proofs: TlsProof[]): string {
     proofs.map((p) => [
       p.case,
       p.expected,
-      `${p.seen} (${p.flows.length} flows${p.flows.some((f) => f.tls) ? `: ${summarizeRecords(p)}` : ''})`,
+      `${p.seen} (${p.flows.length} flow${p.flows.length === 1 ? '' : 's'}${p.flows.some((f) => f.tls) ? `: ${summarizeRecords(p)}` : ''})`,
       p.tls13 ? 'yes' : 'no',
       p.markerInClear ? 'yes' : 'no',
       p.withoutClientCertificate ?? '—',
@@ -303,11 +303,12 @@ export function markdownReport(r: ReportInput): string {
     '`npm run bench` installs the peers and load generators (scripts/bench-setup.sh), runs for',
     'about 10 minutes and rewrites this section; `npm run bench -- --quick` is a 2–3 minute smoke',
     'run (one round, shorter runs) that leaves this file alone. Options: `--rounds N`,',
-    '`--cases direct,meshd,…`, `--skip-idle`, `--docs`/`--no-docs`.',
+    '`--cases direct,meshd,…`, `--skip-idle`, `--docs`/`--no-docs`; `node dist/test/bench/bench.js',
+    '--report FILE.json [--docs]` computes these tables again from a saved run.',
     '',
     `Run on ${r.startedAt.slice(0, 10)}: meshd ${m.meshdCommit}, Node ${m.node} (OpenSSL`,
     `${m.openssl}), ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}, kernel`,
-    `${m.kernel.split(' ')[0]}. ${r.options.rounds} round(s); each round runs every figure for`,
+    `${m.kernel.split(' ')[0]}. ${r.options.rounds} round${r.options.rounds === 1 ? '' : 's'}; each round runs every figure for`,
     'every case in turn (case order rotated each round); the tables show medians over the rounds.',
     `${r.options.quick ? '**Quick run (shorter durations).** ' : ''}The bench took ${Math.round(r.wallSeconds)} s. Every figure comes from the`,
     `samples in [${r.jsonPath}](${r.jsonPath.replace(/^docs\//, '')}). Bold: the best peer.`,
@@ -396,3 +397,48 @@ export function writeSection(file: string, section: string): void {
 }
 
 export const figureLabel = (id: FigureId) => FIGURES.find((f) => f.id === id)?.label ?? id;
+
+/** The bench's JSON: everything the report is computed from. */
+export interface BenchDocument {
+  bench: string;
+  startedAt: string;
+  wallSeconds: number;
+  options: ReportInput['options'];
+  machine: MachineFacts;
+  sysctls: Record<string, string | number>;
+  cases: Record<string, string>;
+  peers: Record<string, { summary: string; config?: { client: string; server: string } }>;
+  originNginxConfig?: string;
+  tlsProofs: TlsProof[];
+  agentRssMiB: { idleInBenchLab: Record<string, number>; afterRuns: Record<string, number> };
+  idleWith20Workloads?: IdleMemory;
+  errors: string[];
+  runs: RunRecord[];
+  summary: Summary;
+}
+
+/** The markdown section, computed again from the document's runs (not from its summary). */
+export function renderDocument(doc: BenchDocument, jsonPath: string): string {
+  const caseNames = Object.keys(doc.cases);
+  const peers = Object.keys(doc.peers).filter((p) => caseNames.includes(p));
+  return markdownReport({
+    summary: summarize(doc.runs, caseNames, peers),
+    machine: doc.machine,
+    options: doc.options,
+    proofs: doc.tlsProofs,
+    memory: {
+      idle: doc.idleWith20Workloads,
+      firstFourStreamPeakMiB: doc.runs.find(
+        (r) => r.round === 1 && r.case === 'meshd' && r.figure === 'throughput-4',
+      )?.usage?.peakRssMiB,
+      idleInBenchLabMiB: doc.agentRssMiB.idleInBenchLab,
+      afterRunsMiB: doc.agentRssMiB.afterRuns,
+    },
+    peerSummaries: Object.fromEntries(Object.entries(doc.peers).map(([n, p]) => [n, p.summary])),
+    sysctls: doc.sysctls,
+    jsonPath,
+    startedAt: doc.startedAt,
+    wallSeconds: doc.wallSeconds,
+    errors: doc.errors,
+  });
+}
