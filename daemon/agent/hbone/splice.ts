@@ -45,9 +45,29 @@ export function abortSide(side: Duplex, err?: Error): void {
 }
 
 /**
+ * Copies `from` into `to` with back-pressure and ends `to` when `from` ends. One 'data'
+ * listener does the counting and the writing: pipe() plus a counting listener cost two emits
+ * and pipe's bookkeeping per chunk, measurable on small request/response traffic.
+ */
+function forward(from: Duplex, to: Duplex, counted: (bytes: number) => void): void {
+  const resume = () => from.resume();
+  from.on('data', (chunk: Buffer) => {
+    counted(chunk.length);
+    if (!to.write(chunk)) {
+      from.pause();
+      to.once('drain', resume);
+    }
+  });
+  from.once('end', () => {
+    if (!to.destroyed && !to.writableEnded) to.end();
+  });
+}
+
+/**
  * Splices `a` and `b`; resolves (never rejects) once both sides are closed. Both should keep
  * their writing half open after the peer's FIN (allowHalfOpen; HTTP/2 streams always do). A
- * TCP socket passed here is switched to allowHalfOpen.
+ * TCP socket passed here is switched to allowHalfOpen and TCP_NODELAY: the mesh must not add
+ * Nagle delays to what the application wrote (the HBONE sockets set it too).
  */
 export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
   const started = performance.now();
@@ -55,7 +75,10 @@ export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
   let bytesBtoA = 0;
   let error: Error | undefined;
   for (const side of [a, b]) {
-    if (side instanceof Socket) side.allowHalfOpen = true;
+    if (side instanceof Socket) {
+      side.allowHalfOpen = true;
+      side.setNoDelay(true);
+    }
   }
   return new Promise((resolve) => {
     let open = 2;
@@ -77,15 +100,13 @@ export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
       if (side.destroyed) queueMicrotask(closed);
       else side.once('close', closed);
     };
-    a.on('data', (chunk: Buffer) => {
-      bytesAtoB += chunk.length;
-    });
-    b.on('data', (chunk: Buffer) => {
-      bytesBtoA += chunk.length;
-    });
     watch(a, b);
     watch(b, a);
-    a.pipe(b);
-    b.pipe(a);
+    forward(a, b, (n) => {
+      bytesAtoB += n;
+    });
+    forward(b, a, (n) => {
+      bytesBtoA += n;
+    });
   });
 }
