@@ -1,0 +1,122 @@
+// The bench's figures are only as good as its parsers: percentiles from histograms, medians,
+// wrk's report, and the pcap reader that proves each case carries TLS on the underlay.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { analysePcap } from '../bench/pcap.js';
+import { latencySummary, median, percentileOf } from '../bench/stats.js';
+import { parseWrk } from '../bench/tools.js';
+
+test('percentiles are the bin of rank ceil(p·n); medians of finite values', () => {
+  const micros = Array.from({ length: 1000 }, (_, i) => i + 0.5); // 0.5 … 999.5 µs
+  const s = latencySummary(micros);
+  assert.equal(s.p50, 499);
+  assert.equal(s.p99, 989);
+  assert.equal(s.p999, 998);
+  assert.equal(s.min, 0);
+  assert.equal(s.max, 999);
+  assert.equal(percentileOf([[7, 1]], 0.999), 7);
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.equal(median([Number.NaN, 5]), 5);
+  assert.ok(Number.isNaN(median([])));
+});
+
+const WRK = `Running 6s test @ http://10.40.2.2:8080/
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.31ms    4.68ms  95.25ms   98.42%
+    Req/Sec    13.10k     1.20k   15.00k    70.00%
+  Latency Distribution
+     50%    1.62ms
+     75%    2.01ms
+     90%    2.60ms
+     99%   27.11ms
+  156288 requests in 6.00s, 22.36MB read
+  Socket errors: connect 0, read 3, write 0, timeout 1
+  Non-2xx or 3xx responses: 2
+Requests/sec:  26046.46
+Transfer/sec:      3.73MB
+`;
+
+test('wrk: rate, count, percentiles in ms, socket errors and non-2xx', () => {
+  const r = parseWrk(WRK);
+  assert.equal(r.requestsPerSecond, 26046.46);
+  assert.equal(r.requests, 156288);
+  assert.equal(r.seconds, 6);
+  assert.equal(r.p50Ms, 1.62);
+  assert.equal(r.p99Ms, 27.11);
+  assert.deepEqual(r.socketErrors, { connect: 0, read: 3, write: 0, timeout: 1 });
+  assert.equal(r.non2xx, 2);
+  assert.throws(() => parseWrk('unable to connect'), /wrk printed no result/);
+});
+
+/** A pcap (Ethernet, IPv4, TCP) of one connection: SYN both ways, then the given payloads. */
+function pcapOf(payloads: [fromClient: boolean, bytes: Buffer][]): Buffer {
+  const header = Buffer.alloc(24);
+  header.writeUInt32LE(0xa1b2c3d4, 0);
+  header.writeUInt16LE(2, 4);
+  header.writeUInt16LE(4, 6);
+  header.writeUInt32LE(65535, 16);
+  header.writeUInt32LE(1, 20);
+  const seq = { client: 1000, server: 5000 };
+  const frame = (fromClient: boolean, syn: boolean, payload: Buffer) => {
+    const ip = Buffer.alloc(20);
+    ip[0] = 0x45;
+    ip.writeUInt16BE(20 + 20 + payload.length, 2);
+    ip[9] = 6;
+    Buffer.from(fromClient ? [172, 30, 0, 11] : [172, 30, 0, 12]).copy(ip, 12);
+    Buffer.from(fromClient ? [172, 30, 0, 12] : [172, 30, 0, 11]).copy(ip, 16);
+    const tcp = Buffer.alloc(20);
+    tcp.writeUInt16BE(fromClient ? 40000 : 15008, 0);
+    tcp.writeUInt16BE(fromClient ? 15008 : 40000, 2);
+    const side = fromClient ? 'client' : 'server';
+    tcp.writeUInt32BE(seq[side], 4);
+    seq[side] += syn ? 1 : payload.length;
+    tcp[12] = 5 << 4;
+    tcp[13] = syn ? 0x02 : 0x18;
+    const eth = Buffer.alloc(14);
+    eth.writeUInt16BE(0x0800, 12);
+    const body = Buffer.concat([eth, ip, tcp, payload]);
+    const rec = Buffer.alloc(16);
+    rec.writeUInt32LE(body.length, 8);
+    rec.writeUInt32LE(body.length, 12);
+    return Buffer.concat([rec, body]);
+  };
+  return Buffer.concat([
+    header,
+    frame(true, true, Buffer.alloc(0)),
+    frame(false, true, Buffer.alloc(0)),
+    ...payloads.map(([fromClient, bytes]) => frame(fromClient, false, bytes)),
+  ]);
+}
+
+const record = (type: number, body: Buffer) =>
+  Buffer.concat([Buffer.from([type, 3, 3, body.length >> 8, body.length & 0xff]), body]);
+
+test('pcap: a TLS 1.3 flow is recognised record by record; plaintext is not TLS', () => {
+  const serverHello = Buffer.concat([
+    Buffer.from([2, 0, 0, 10]),
+    Buffer.from([0, 0x2b, 0, 2, 3, 4]),
+  ]);
+  const tls = analysePcap(
+    pcapOf([
+      [true, record(22, Buffer.from('client hello'))],
+      [false, record(22, serverHello)],
+      [true, record(23, Buffer.alloc(100, 7))],
+      [false, record(23, Buffer.alloc(40, 9))],
+    ]),
+  );
+  assert.equal(tls.flows.length, 1);
+  assert.equal(tls.flows[0]?.tls, true);
+  assert.equal(tls.tls13, true);
+  assert.deepEqual(tls.flows[0]?.records, { handshake: 2, application_data: 2 });
+
+  const plain = analysePcap(
+    pcapOf([
+      [true, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')],
+      [false, Buffer.from('HTTP/1.1 200 OK\r\n\r\n')],
+    ]),
+  );
+  assert.equal(plain.flows[0]?.tls, false);
+  assert.equal(plain.tls13, false);
+});
