@@ -5,7 +5,7 @@
  * it (idempotent); CHECK verifies rules and listeners are in place.
  */
 import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { captureStatus } from '../../cni/index.js';
@@ -18,6 +18,14 @@ import {
   RegistryClient,
 } from '../proto/index.js';
 import type { Logger } from '../telemetry/index.js';
+
+/*
+ * Not `import … from 'node:http'`: an ES import of node:http reads every export of the module,
+ * and its WebSocket/MessageEvent getters load Node's bundled undici (~3 MiB resident) that the
+ * agent never uses (docs/benchmarks.md, "Agent memory").
+ */
+const { createServer } = process.getBuiltinModule('node:http');
+
 import type { Dataplane } from './dataplane.js';
 import type { StateSync } from './state-sync.js';
 
