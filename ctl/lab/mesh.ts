@@ -67,8 +67,8 @@ async function waitReady(
 
 export async function startControlPlane(lab: Lab, progress: Progress): Promise<LabMesh> {
   const dir = labDir(lab.id);
-  const root = packageRoot();
-  const meshd = join(root, 'dist', 'daemon', 'main.js');
+  // Through bin/meshd, as systemd and Kubernetes start it: its per-role Node/V8 flags apply.
+  const meshd = join(packageRoot(), 'bin', 'meshd');
   const caDir = join(dir, 'ca');
   const first = lab.plan.nodes[0];
   if (!first) throw new MeshdError('MESHD_E_LAB', 'the lab has no node for the control plane');
@@ -81,7 +81,7 @@ export async function startControlPlane(lab: Lab, progress: Progress): Promise<L
   startDetached(
     lab,
     first.name,
-    [process.execPath, meshd, 'server'],
+    [meshd, 'server'],
     { MESHD_CA_DIR: caDir, MESHD_DATA_DIR: join(dir, 'server') },
     logs.server ?? '',
   );
@@ -103,7 +103,7 @@ export async function startControlPlane(lab: Lab, progress: Progress): Promise<L
     startDetached(
       lab,
       node.name,
-      [process.execPath, meshd, 'agent'],
+      [meshd, 'agent'],
       {
         MESHD_NODE_NAME: node.name,
         MESHD_SERVER: serverAddress,
