@@ -14,21 +14,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # nginx's stream module (with stream_ssl) is the separate libnginx-mod-stream package in
-# Debian 12; nginx-light and nginx-core do not pull it in.
-packages="iperf3 wrk stunnel4 haproxy nginx libnginx-mod-stream tcpdump openssl iproute2 curl procps"
-missing=""
-for p in $packages; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  say "installing OS packages:$missing"
-  export DEBIAN_FRONTEND=noninteractive
-  # iperf3 asks whether to run a system daemon; no.
-  echo 'iperf3 iperf3/start_daemon boolean false' | debconf-set-selections
-  apt-get update -qq
-  # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  if command -v systemctl >/dev/null 2>&1; then
-    for unit in nginx haproxy stunnel4 iperf3; do systemctl disable --now "$unit" >/dev/null 2>&1 || true; done
-  fi
-fi
+# Debian 12; nginx-light and nginx-core do not pull it in. iperf3 asks whether to run a
+# system daemon on install; no.
+echo 'iperf3 iperf3/start_daemon boolean false' | debconf-set-selections
+. "$(dirname -- "$0")/apt-packages.sh"
+ensure_packages "nginx haproxy stunnel4 iperf3" iperf3 wrk stunnel4 haproxy nginx \
+  libnginx-mod-stream tcpdump openssl iproute2 curl procps

@@ -14,23 +14,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Packages the lab, the tests and the addon build use.
-packages="iproute2 iptables containernetworking-plugins curl python3 make g++ procps openssl etcd-server tcpdump util-linux nftables redis-server redis-tools systemd"
-missing=""
-for p in $packages; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-  say "installing OS packages:$missing"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-  # Debian starts system etcd and redis services on install; meshd's tests start their own
-  # inside lab namespaces or on free loopback ports.
-  if command -v systemctl >/dev/null 2>&1; then
-    for unit in etcd redis-server; do systemctl disable --now "$unit" >/dev/null 2>&1 || true; done
-  fi
-fi
+. "$root/scripts/apt-packages.sh"
+ensure_packages "etcd redis-server" iproute2 iptables containernetworking-plugins curl python3 \
+  make g++ procps openssl etcd-server tcpdump util-linux nftables redis-server redis-tools systemd
 
 # npm ci when node_modules is missing or older than the lockfile.
 if [ ! -x node_modules/.bin/node ] || [ ! -d "node_modules/node/node_modules/node-linux-$(uname -m | sed "s/x86_64/x64/;s/aarch64/arm64/")/include" ] \
