@@ -3,7 +3,8 @@
  * agent's unix socket with one deadline for the whole exchange. The plugin logic (plugin.ts)
  * gets the transport injected, so tests use a fake agent.
  */
-import { request as httpRequest } from 'node:http';
+/* Not an ES import of node:http: that loads Node's bundled undici (see telemetry/http-endpoint.ts). */
+const { request: httpRequest } = process.getBuiltinModule('node:http');
 
 /** Body of `POST /v1/cni`. */
 export interface AgentCniRequest {

@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import type { AgentConfig, LogLevel } from '../config.js';
 import { MeshdError } from '../errors.js';
 import type { CertificateStatus } from '../identity/index.js';
+import { loadNative } from '../native/index.js';
 import { RegistryClient } from '../proto/index.js';
 import {
   createJsonLogger,
@@ -23,6 +24,7 @@ import {
 import { CniEndpoint } from './cni-endpoint.js';
 import { Dataplane } from './dataplane.js';
 import { AgentIdentity } from './identity.js';
+import { MemoryTrimmer } from './memory-trimmer.js';
 import { StateSync } from './state-sync.js';
 
 export interface AgentDeps {
@@ -274,6 +276,8 @@ export async function startAgent(
     throw err;
   }
   const [admin, metrics, readiness] = endpoints as [HttpEndpoint, HttpEndpoint, HttpEndpoint];
+  const trimmer = new MemoryTrimmer({ trim: () => loadNative().trimMemory(), logger });
+  trimmer.start();
   return {
     identity,
     sync,
@@ -283,6 +287,7 @@ export async function startAgent(
     async close() {
       if (stopping) return;
       stopping = true;
+      trimmer.close();
       await cni.close();
       await dataplane.close(config.drainTimeoutMs);
       sync.close();

@@ -1,7 +1,8 @@
 /**
- * Loader and raw types of the N-API addon (src/*.cc). Only daemon/net imports this module:
- * it validates arguments and turns the addon's errors into MeshdErrors. The addon is loaded
- * lazily, on first use, so that importing daemon/net never fails on a host without it.
+ * Loader and raw types of the N-API addon (src/*.cc). Only daemon/net imports this module (and
+ * the agent's memory trimmer, for malloc_trim): it validates arguments and turns the addon's
+ * errors into MeshdErrors. The addon is loaded lazily, on first use, so that importing
+ * daemon/net never fails on a host without it.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -56,6 +57,8 @@ export interface NativeAddon {
   socketFamily(fd: number): NativeFamily;
   /** A non-blocking, close-on-exec TCP socket made inside netnsPath; the caller owns the fd. */
   socketInNetns(options: NativeSocketOptions): number;
+  /** malloc_trim(0): true when memory was given back to the kernel (false off glibc). */
+  trimMemory(): boolean;
 }
 
 export const ADDON_RELATIVE_PATH = join(

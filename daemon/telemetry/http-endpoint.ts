@@ -3,11 +3,18 @@
  * fixed GET routes, bounded timeouts, and a close() that also drops keep-alive connections.
  * Shared by the roles: the server's :15014, the agent's :15020/:15021.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { describeError, MeshdError } from '../errors.js';
 import { type Logger, silentLogger } from './logger.js';
+
+/*
+ * Not `import { createServer } from 'node:http'`: an ES import of node:http reads every export,
+ * and its WebSocket/MessageEvent getters load Node's bundled undici (~3 MiB resident) that no
+ * role uses (docs/benchmarks.md, "Agent memory").
+ */
+const { createServer } = process.getBuiltinModule('node:http');
 
 export interface HttpReply {
   status: number;

@@ -2,6 +2,7 @@
 // sockopt.cc and netns.cc. C++ exceptions are disabled: every failure sets a pending JS
 // exception and returns undefined. The TypeScript side (daemon/native/index.ts) declares these
 // functions and daemon/net validates every argument before calling them.
+#include <malloc.h>
 #include <napi.h>
 #include <string.h>
 
@@ -206,6 +207,17 @@ Napi::Value SocketInNetns(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// malloc_trim(0): gives the pages of freed malloc memory in every arena back to the kernel.
+// After a burst of traffic glibc keeps the freed 64 KiB socket and HTTP/2 buffers; this is the
+// only way to shrink that without slowing every allocation (docs/benchmarks.md, Agent memory).
+Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__)
+  return Napi::Boolean::New(info.Env(), ::malloc_trim(0) != 0);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("originalDst", Napi::Function::New<OriginalDst>(env, "originalDst"));
   exports.Set("setMark", Napi::Function::New<SetMark>(env, "setMark"));
@@ -216,6 +228,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setReusePort", Napi::Function::New<SetReusePort>(env, "setReusePort"));
   exports.Set("socketFamily", Napi::Function::New<SocketFamily>(env, "socketFamily"));
   exports.Set("socketInNetns", Napi::Function::New<SocketInNetns>(env, "socketInNetns"));
+  exports.Set("trimMemory", Napi::Function::New<TrimMemory>(env, "trimMemory"));
   return exports;
 }
 

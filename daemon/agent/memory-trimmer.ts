@@ -1,0 +1,89 @@
+/**
+ * Gives freed malloc memory back to the kernel once the agent goes quiet after work.
+ *
+ * Every socket read and HTTP/2 DATA chunk is a 64 KiB malloc'd buffer. After a burst of traffic
+ * V8 frees them, but glibc keeps the freed pages in its arenas: the agent would stay at its
+ * peak size until the next burst reuses them (docs/benchmarks.md, "Agent memory"). A
+ * malloc_trim(0) costs about a millisecond, so it runs only when the process used little CPU
+ * over the last interval and enough since the last trim to have grown.
+ */
+import type { Logger } from '../telemetry/index.js';
+
+export interface MemoryTrimmerOptions {
+  /** How often activity is looked at. Default 10 s. */
+  intervalMs?: number;
+  /** Quiet: CPU time in the last interval below this share of it. Default 0.02 (2 %). */
+  quietCpuShare?: number;
+  /** Trim only after at least this much CPU time since the last trim. Default 250 ms. */
+  busyCpuMs?: number;
+  /** malloc_trim; returns whether memory went back. */
+  trim: () => boolean;
+  /** Process CPU time (user + system) in microseconds; injectable for tests. */
+  cpuMicros?: () => number;
+  logger?: Logger;
+}
+
+function processCpuMicros(): number {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+}
+
+export class MemoryTrimmer {
+  readonly #options: Required<Omit<MemoryTrimmerOptions, 'logger'>>;
+  readonly #logger: Logger | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #lastTickCpu = 0;
+  #lastTrimCpu = 0;
+  #trims = 0;
+
+  constructor(options: MemoryTrimmerOptions) {
+    this.#options = {
+      intervalMs: options.intervalMs ?? 10_000,
+      quietCpuShare: options.quietCpuShare ?? 0.02,
+      busyCpuMs: options.busyCpuMs ?? 250,
+      trim: options.trim,
+      cpuMicros: options.cpuMicros ?? processCpuMicros,
+    };
+    this.#logger = options.logger;
+  }
+
+  /** Trims done so far (for tests and the admin view). */
+  get trims(): number {
+    return this.#trims;
+  }
+
+  start(): void {
+    if (this.#timer) return;
+    // Start-up (snapshot, certificates, listeners) counts as the first burst.
+    this.#lastTrimCpu = 0;
+    this.#lastTickCpu = this.#options.cpuMicros();
+    this.#timer = setInterval(() => this.tick(), this.#options.intervalMs);
+    this.#timer.unref();
+  }
+
+  /** One look at the last interval; the timer calls it, tests call it directly. */
+  tick(): void {
+    if (!this.#timer) return; // closed, or stopped after a failed trim
+    const { cpuMicros, intervalMs, quietCpuShare, busyCpuMs } = this.#options;
+    const now = cpuMicros();
+    const lastInterval = now - this.#lastTickCpu;
+    this.#lastTickCpu = now;
+    const quiet = lastInterval < intervalMs * 1000 * quietCpuShare;
+    const worked = now - this.#lastTrimCpu >= busyCpuMs * 1000;
+    if (!quiet || !worked) return;
+    this.#lastTrimCpu = now;
+    try {
+      (globalThis as { gc?: (o: object) => void }).gc?.({ type: 'major', execution: 'sync' });
+      this.#options.trim();
+      this.#trims += 1;
+    } catch (err) {
+      this.#logger?.warn({ err: (err as Error).message }, 'malloc_trim failed; not retried');
+      this.close();
+    }
+  }
+
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+}
