@@ -48,6 +48,46 @@ function pickCode(err: Error): LogFields {
   return 'code' in err && typeof err.code === 'string' ? { code: err.code } : {};
 }
 
+const BATCH_FLUSH_BYTES = 64 * 1024;
+
+/**
+ * Lines to stderr, one write per event-loop turn instead of one per line: stderr to a file or a
+ * pipe (journald) is a synchronous write, and the access log writes a line per connection (a
+ * write per line was 2.5 % of the agent's CPU at 1,600 connections/s). Pending lines are
+ * written on the next turn, at 64 KiB, and on exit.
+ */
+function batchedStderr(): (line: string) => void {
+  let pending: string[] = [];
+  let bytes = 0;
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (pending.length === 0) return;
+    const chunk = pending.join('');
+    pending = [];
+    bytes = 0;
+    process.stderr.write(chunk);
+  };
+  process.once('exit', flush);
+  return (line) => {
+    pending.push(line);
+    bytes += line.length;
+    if (bytes >= BATCH_FLUSH_BYTES) flush();
+    else if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  };
+}
+
+/** One queue for every logger of the process, so that lines keep their order. */
+let sharedStderr: ((line: string) => void) | undefined;
+
+function stderrLines(): (line: string) => void {
+  sharedStderr ??= batchedStderr();
+  return sharedStderr;
+}
+
 /** A logger whose level can change at run time (the agent's /logging endpoint). */
 export interface LevelControl {
   level(): LogLevel;
@@ -59,7 +99,7 @@ export const LOG_LEVELS = Object.keys(SEVERITY) as LogLevel[];
 export function createJsonLogger(options: JsonLoggerOptions = {}): Logger & LevelControl {
   let current: LogLevel = options.level ?? 'info';
   let min = SEVERITY[current];
-  const write = options.write ?? ((line: string) => void process.stderr.write(line));
+  const write = options.write ?? stderrLines();
   const now = options.now ?? Date.now;
   const make = (base: LogFields): Logger => {
     const at =

@@ -21,7 +21,7 @@ import { FIGURES, type FigureId, type RunRecord } from './figures.js';
 import { idleAgentMemory } from './idle.js';
 import { machineFacts } from './machine.js';
 import { makeCerts, PEERS, SERVICES } from './peers.js';
-import { netnsPids, rssMiB, startSampling } from './proc-stats.js';
+import { machineBusyShare, machineCpu, netnsPids, rssMiB, startSampling } from './proc-stats.js';
 import {
   type BenchDocument,
   figureLabel,
@@ -102,6 +102,7 @@ async function measure(lab: Lab, c: BenchCase, figure: FigureId, round: number) 
   };
   const processes = await c.processes();
   const sampling = Object.keys(processes).length ? startSampling(processes) : undefined;
+  const cpuAtStart = machineCpu();
   const t0 = Date.now();
   // GB for throughput, millions of round trips or requests otherwise (→ CPU µs per one).
   let work = 0;
@@ -160,6 +161,7 @@ async function measure(lab: Lab, c: BenchCase, figure: FigureId, round: number) 
     record.error = (err as Error).message.slice(0, 1000);
   }
   record.seconds = Math.round((Date.now() - t0) / 100) / 10;
+  record.machineBusy = machineBusyShare(cpuAtStart);
   if (sampling) {
     record.usage = sampling.stop();
     if (work > 0 && !record.error)

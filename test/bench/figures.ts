@@ -151,6 +151,8 @@ export interface RunRecord {
   values: Record<string, number>;
   /** The proxies' CPU and memory during the run (absent for direct). */
   usage?: Usage;
+  /** Share of the whole machine's CPU (both cores) that was busy during the run, 0..1. */
+  machineBusy?: number;
   /** What the tool reported, trimmed to what the figures come from. */
   raw?: unknown;
 }

@@ -10,7 +10,9 @@ import { netnsPids, rssMiB } from './proc-stats.js';
 import type { IdleMemory } from './report.js';
 import { median } from './stats.js';
 
-const SETTLE_MS = 5_000;
+// As npm run bench:memory: long enough for start-up's garbage to be collected and one memory
+// trim (10 s ticks) after the last workload was captured.
+const SETTLE_MS = 20_000;
 const SAMPLES = 10;
 const SAMPLE_EVERY_MS = 500;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -122,3 +122,24 @@ export function startSampling(sides: Record<string, number[]>): { stop: () => Us
     },
   };
 }
+
+/** The machine's CPU time counters (/proc/stat, all CPUs, clock ticks). */
+export interface MachineCpu {
+  busy: number;
+  total: number;
+}
+
+export function machineCpu(): MachineCpu {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+  // cpu user nice system idle iowait irq softirq steal ...
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/** Share (0..1) of the machine's CPU time that was busy since `from`. */
+export function machineBusyShare(from: MachineCpu, to: MachineCpu = machineCpu()): number {
+  const total = to.total - from.total;
+  return total > 0 ? round((to.busy - from.busy) / total, 3) : Number.NaN;
+}

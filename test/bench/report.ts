@@ -38,6 +38,8 @@ export interface Summary {
   usage: Record<string, Record<string, UsageSummary>>;
   /** Median over the rounds of each run's CPU per unit of work (see COSTS). */
   costs: Record<string, Record<string, number>>;
+  /** Per figure and case: median share (0..1) of the machine's CPU busy during the run. */
+  machineBusy: Record<string, Record<string, number>>;
 }
 
 export function summarize(runs: RunRecord[], cases: string[], peers: string[]): Summary {
@@ -87,11 +89,23 @@ export function summarize(runs: RunRecord[], cases: string[], peers: string[]): 
         (costs[cost.figure] as Record<string, number>)[name] = median(values);
     }
   }
+  const machineBusy: Summary['machineBusy'] = {};
+  for (const figure of FIGURES) {
+    machineBusy[figure.id] = {};
+    for (const name of cases) {
+      const values = runs
+        .filter((r) => r.case === name && r.figure === figure.id && !r.error)
+        .map((r) => r.machineBusy ?? Number.NaN);
+      if (values.some(Number.isFinite))
+        (machineBusy[figure.id] as Record<string, number>)[name] = median(values);
+    }
+  }
   return {
     cases,
     peers,
     metrics,
     costs,
+    machineBusy,
     bestPeer,
     addedP50: { '1B': added('rtt1-p50'), '1KiB': added('rtt1k-p50') },
     usage,
@@ -167,6 +181,19 @@ function costTable(s: Summary): string {
       FIGURES.find((f) => f.id === c.figure)?.label ?? c.figure,
       c.unit,
       ...proxied.map((name) => fmt(s.costs[c.figure]?.[name], c.digits)),
+    ]),
+  );
+}
+
+function busyTable(s: Summary): string {
+  return table(
+    ['run', ...s.cases],
+    FIGURES.map((f) => [
+      f.label,
+      ...s.cases.map((c) => {
+        const busy = s.machineBusy[f.id]?.[c];
+        return busy === undefined ? '—' : `${fmt(busy * 100, 0)} %`;
+      }),
     ]),
   );
 }
@@ -344,6 +371,12 @@ export function markdownReport(r: ReportInput): string {
     'round trips included), which contention for the two cores distorts less than the rates.',
     '',
     costTable(r.summary),
+    '',
+    'How busy the whole machine (both cores: load generator, server, proxies, kernel) was during',
+    "each run, from /proc/stat (medians). At 100 % the rates measure CPU cost per request: a proxy's",
+    'extra threads or workers can only take cores from the load generator and the server.',
+    '',
+    busyTable(r.summary),
     '',
     '### Every round',
     '',

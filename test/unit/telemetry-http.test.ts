@@ -75,3 +75,30 @@ test('logger: one JSON object per line, level filter, child fields, errors as me
     n: '2',
   });
 });
+
+test('logger to stderr: lines of every logger batched in order, none lost on process.exit()', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const logger = fileURLToPath(new URL('../../daemon/telemetry/logger.js', import.meta.url));
+  const script = `
+    const { createJsonLogger } = await import(${JSON.stringify(logger)});
+    const a = createJsonLogger({ base: { who: 'a' } });
+    const b = createJsonLogger({ base: { who: 'b' } });
+    for (let i = 0; i < 3000; i++) (i % 2 ? b : a).info({ i }, 'line');
+    setImmediate(() => { a.info({ i: 3000 }, 'last'); process.exit(3); });`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  assert.equal(child.status, 3, child.stderr.slice(0, 500));
+  const records = child.stderr
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { i: number; who: string });
+  assert.equal(records.length, 3001);
+  assert.deepEqual(
+    records.map((r) => r.i),
+    Array.from({ length: 3001 }, (_, i) => i),
+  );
+  assert.equal(records[1]?.who, 'b');
+});

@@ -3,7 +3,7 @@
  * W3C `baggage` and `traceparent`. Pure functions: parse what a peer sent (never throwing on
  * bad input; `undefined` means malformed), format what we send.
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { isIP } from 'node:net';
 
 export interface HostPort {
@@ -131,8 +131,21 @@ export function isTraceparent(value: string | undefined): value is string {
   return version !== '00' || rest === undefined;
 }
 
+/*
+ * Trace ids come from a pool of random bytes refilled 170 ids at a time: randomBytes(24) on
+ * every connection cost 2 % of the outbound agent's CPU under wrk -H 'Connection: close'.
+ */
+const TRACE_ID_BYTES = 24;
+const randomPool = Buffer.alloc(TRACE_ID_BYTES * 170);
+let randomOffset = randomPool.length;
+
 /** A fresh sampled traceparent: `00-<32 hex trace id>-<16 hex span id>-01`. */
 export function newTraceparent(): string {
-  const bytes = randomBytes(24);
-  return `00-${bytes.toString('hex', 0, 16)}-${bytes.toString('hex', 16, 24)}-01`;
+  if (randomOffset + TRACE_ID_BYTES > randomPool.length) {
+    randomFillSync(randomPool);
+    randomOffset = 0;
+  }
+  const at = randomOffset;
+  randomOffset += TRACE_ID_BYTES;
+  return `00-${randomPool.toString('hex', at, at + 16)}-${randomPool.toString('hex', at + 16, at + TRACE_ID_BYTES)}-01`;
 }

