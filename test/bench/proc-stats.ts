@@ -4,7 +4,7 @@
  * VmHWM cannot give for a process that was busier in an earlier run).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { run } from '../../daemon/command.js';
 
 const SAMPLE_EVERY_MS = 100;
@@ -40,8 +40,28 @@ export function commandName(pid: number): string {
 
 /** utime + stime in seconds; NaN once the process is gone. */
 export function cpuSeconds(pid: number): number {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+/** CPU seconds of every thread of the processes, by "pid/tid". */
+export function threadCpuSeconds(pids: number[]): Map<string, number> {
+  const threads = new Map<string, number>();
+  for (const pid of pids) {
+    let tids: string[] = [];
+    try {
+      tids = readdirSync(`/proc/${pid}/task`);
+    } catch {
+      continue; // gone
+    }
+    for (const tid of tids)
+      threads.set(`${pid}/${tid}`, statCpuSeconds(`/proc/${pid}/task/${tid}/stat`));
+  }
+  return threads;
+}
+
+function statCpuSeconds(file: string): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(file, 'utf8');
     // The command name may hold spaces and parentheses: fields start after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) / clockTicks;
@@ -77,6 +97,8 @@ export interface Usage {
   cpuSeconds: number;
   /** The larger side's peak: one proxy's footprint. */
   peakRssMiB: number;
+  /** The busiest single thread of all the proxies' processes: its CPU time ÷ the run's time. */
+  busiestThreadShare: number;
   sides: Record<string, SideUsage>;
 }
 
@@ -90,6 +112,9 @@ export function startSampling(sides: Record<string, number[]>): { stop: () => Us
   const atStart = new Map<string, number>();
   for (const pids of Object.values(sides))
     for (const pid of pids) cpuAtStart.set(pid, cpuSeconds(pid));
+  const allPids = Object.values(sides).flat();
+  const threadsAtStart = threadCpuSeconds(allPids);
+  const startedAt = performance.now();
   const sample = () => {
     for (const [side, pids] of Object.entries(sides)) {
       const rss = sum(pids.map(rssMiB));
@@ -114,8 +139,15 @@ export function startSampling(sides: Record<string, number[]>): { stop: () => Us
         };
       }
       const values = Object.values(result);
+      const elapsed = (performance.now() - startedAt) / 1000;
+      let busiest = 0;
+      for (const [thread, seconds] of threadCpuSeconds(allPids)) {
+        const used = seconds - (threadsAtStart.get(thread) ?? 0);
+        if (Number.isFinite(used)) busiest = Math.max(busiest, used);
+      }
       return {
         cpuSeconds: round(sum(values.map((v) => v.cpuSeconds))),
+        busiestThreadShare: round(busiest / elapsed, 3),
         peakRssMiB: round(Math.max(...values.map((v) => v.peakRssMiB)), 1),
         sides: result,
       };

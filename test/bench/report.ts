@@ -40,6 +40,8 @@ export interface Summary {
   costs: Record<string, Record<string, number>>;
   /** Per figure and case: median share (0..1) of the machine's CPU busy during the run. */
   machineBusy: Record<string, Record<string, number>>;
+  /** Per figure and proxied case: median share of one core used by the busiest proxy thread. */
+  busiestThread: Record<string, Record<string, number>>;
 }
 
 export function summarize(runs: RunRecord[], cases: string[], peers: string[]): Summary {
@@ -100,12 +102,24 @@ export function summarize(runs: RunRecord[], cases: string[], peers: string[]): 
         (machineBusy[figure.id] as Record<string, number>)[name] = median(values);
     }
   }
+  const busiestThread: Summary['busiestThread'] = {};
+  for (const figure of FIGURES) {
+    busiestThread[figure.id] = {};
+    for (const name of cases) {
+      const values = runs
+        .filter((r) => r.case === name && r.figure === figure.id && !r.error && r.usage)
+        .map((r) => r.usage?.busiestThreadShare ?? Number.NaN);
+      if (values.some(Number.isFinite))
+        (busiestThread[figure.id] as Record<string, number>)[name] = median(values);
+    }
+  }
   return {
     cases,
     peers,
     metrics,
     costs,
     machineBusy,
+    busiestThread,
     bestPeer,
     addedP50: { '1B': added('rtt1-p50'), '1KiB': added('rtt1k-p50') },
     usage,
@@ -186,13 +200,15 @@ function costTable(s: Summary): string {
 }
 
 function busyTable(s: Summary): string {
+  const percent = (share: number | undefined) =>
+    share === undefined ? '—' : `${fmt(share * 100, 0)} %`;
   return table(
-    ['run', ...s.cases],
+    ['run', ...s.cases.map((c) => (c === 'direct' ? 'direct: machine' : `${c}: machine / thread`))],
     FIGURES.map((f) => [
       f.label,
       ...s.cases.map((c) => {
-        const busy = s.machineBusy[f.id]?.[c];
-        return busy === undefined ? '—' : `${fmt(busy * 100, 0)} %`;
+        const machine = percent(s.machineBusy[f.id]?.[c]);
+        return c === 'direct' ? machine : `${machine} / ${percent(s.busiestThread[f.id]?.[c])}`;
       }),
     ]),
   );
@@ -373,8 +389,10 @@ export function markdownReport(r: ReportInput): string {
     costTable(r.summary),
     '',
     'How busy the whole machine (both cores: load generator, server, proxies, kernel) was during',
-    "each run, from /proc/stat (medians). At 100 % the rates measure CPU cost per request: a proxy's",
-    'extra threads or workers can only take cores from the load generator and the server.',
+    "each run (/proc/stat), and the busiest single thread of the case's proxies (% of one core);",
+    "medians. A machine near 100 % means the rates measure CPU cost per request (a proxy's extra",
+    'threads could only take cores from the load generator and the server); a busiest thread near',
+    '100 % means that thread is the bottleneck and more threads would help.',
     '',
     busyTable(r.summary),
     '',

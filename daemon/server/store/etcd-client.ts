@@ -1,14 +1,14 @@
 /**
  * A small client of etcd's v3 gRPC API (KV.Range, KV.Txn, KV.Compact, Watch.Watch) over
- * @grpc/grpc-js and @grpc/proto-loader, with etcd.proto beside this file. Every unary call has
+ * @grpc/grpc-js, with etcd.proto beside this file (loaded by daemon/proto/loader.ts). Every unary call has
  * a deadline; the channel pings an idle connection so a dead etcd is noticed by watch streams.
  * Plaintext only for now (`etcd://`).
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { packageRoot } from '../../paths.js';
+import { loadServices as loadProtoServices } from '../../proto/loader.js';
 import { StoreError } from './errors.js';
 import type { EtcdEndpoint } from './url.js';
 
@@ -99,14 +99,13 @@ let services:
 
 function loadServices() {
   if (!services) {
-    const definition = protoLoader.loadSync(
+    const loaded = loadProtoServices(
       join(packageRoot(), 'daemon', 'server', 'store', 'etcd.proto'),
-      { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true },
+      'etcdserverpb',
     );
-    const pkg = grpc.loadPackageDefinition(definition) as unknown as {
-      etcdserverpb: { KV: grpc.ServiceClientConstructor; Watch: grpc.ServiceClientConstructor };
-    };
-    services = pkg.etcdserverpb;
+    const { KV, Watch } = loaded;
+    if (!KV || !Watch) throw new Error('etcd.proto: services KV and Watch not found');
+    services = { KV, Watch };
   }
   return services;
 }
