@@ -1,11 +1,13 @@
 /**
- * Gives freed malloc memory back to the kernel once the agent goes quiet after work.
+ * Gives memory back to the kernel once the agent goes quiet after work.
  *
- * Every socket read and HTTP/2 DATA chunk is a 64 KiB malloc'd buffer. After a burst of traffic
- * V8 frees them, but glibc keeps the freed pages in its arenas: the agent would stay at its
- * peak size until the next burst reuses them (docs/benchmarks.md, "Agent memory"). A
- * malloc_trim(0) costs about a millisecond, so it runs only when the process used little CPU
- * over the last interval and enough since the last trim to have grown.
+ * Under load V8 grows its heap up to twice the live size (bin/meshd's --heap-growing-percent)
+ * and keeps freed pages in its page pool, and glibc keeps the freed 64 KiB socket and HTTP/2
+ * buffers in its arenas: without this, an agent stays at its peak size until the next burst
+ * (docs/benchmarks.md, "Agent memory"). When the process used little CPU over the last
+ * interval and enough since the last trim to have grown, it runs V8's memory-reducing
+ * collection (gc's 'last-resort' flavor: compaction and the page pool released, ~50 ms) and
+ * then malloc_trim(0).
  */
 import type { Logger } from '../telemetry/index.js';
 
@@ -73,7 +75,11 @@ export class MemoryTrimmer {
     if (!quiet || !worked) return;
     this.#lastTrimCpu = now;
     try {
-      (globalThis as { gc?: (o: object) => void }).gc?.({ type: 'major', execution: 'sync' });
+      (globalThis as { gc?: (o: object) => void }).gc?.({
+        type: 'major',
+        execution: 'sync',
+        flavor: 'last-resort',
+      });
       this.#options.trim();
       this.#trims += 1;
     } catch (err) {

@@ -110,12 +110,16 @@ export function startSampling(sides: Record<string, number[]>): { stop: () => Us
   const cpuAtStart = new Map<number, number>();
   const peak = new Map<string, number>();
   const atStart = new Map<string, number>();
-  for (const pids of Object.values(sides))
-    for (const pid of pids) cpuAtStart.set(pid, cpuSeconds(pid));
   const allPids = Object.values(sides).flat();
   const threadsAtStart = threadCpuSeconds(allPids);
   const startedAt = performance.now();
+  for (const pids of Object.values(sides))
+    for (const pid of pids) cpuAtStart.set(pid, cpuSeconds(pid));
+  // Threads are read on every sample too: stunnel runs one per connection, gone by the end.
+  const threadsLastSeen = new Map<string, number>();
   const sample = () => {
+    for (const [thread, seconds] of threadCpuSeconds(allPids))
+      if (Number.isFinite(seconds)) threadsLastSeen.set(thread, seconds);
     for (const [side, pids] of Object.entries(sides)) {
       const rss = sum(pids.map(rssMiB));
       peak.set(side, Math.max(peak.get(side) ?? 0, rss));
@@ -141,7 +145,7 @@ export function startSampling(sides: Record<string, number[]>): { stop: () => Us
       const values = Object.values(result);
       const elapsed = (performance.now() - startedAt) / 1000;
       let busiest = 0;
-      for (const [thread, seconds] of threadCpuSeconds(allPids)) {
+      for (const [thread, seconds] of threadsLastSeen) {
         const used = seconds - (threadsAtStart.get(thread) ?? 0);
         if (Number.isFinite(used)) busiest = Math.max(busiest, used);
       }
