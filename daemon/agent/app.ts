@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import type { AgentConfig, LogLevel } from '../config.js';
 import { MeshdError } from '../errors.js';
 import type { CertificateStatus } from '../identity/index.js';
-import { loadNative } from '../native/index.js';
+import { trimMallocArenas } from '../net/index.js';
 import { RegistryClient } from '../proto/index.js';
 import {
   createJsonLogger,
@@ -276,7 +276,7 @@ export async function startAgent(
     throw err;
   }
   const [admin, metrics, readiness] = endpoints as [HttpEndpoint, HttpEndpoint, HttpEndpoint];
-  const trimmer = new MemoryTrimmer({ trim: () => loadNative().trimMemory(), logger });
+  const trimmer = new MemoryTrimmer({ trim: trimMallocArenas, logger });
   trimmer.start();
   return {
     identity,

@@ -1,7 +1,6 @@
 /**
- * Loader and raw types of the N-API addon (src/*.cc). Only daemon/net imports this module (and
- * the agent's memory trimmer, for malloc_trim): it validates arguments and turns the addon's
- * errors into MeshdErrors. The addon is loaded lazily, on first use, so that importing
+ * Loader and raw types of the N-API addon (src/*.cc). Only daemon/net imports this module: it
+ * validates arguments and turns the addon's errors into MeshdErrors. The addon is loaded lazily, on first use, so that importing
  * daemon/net never fails on a host without it.
  */
 import { existsSync } from 'node:fs';

@@ -1,9 +1,11 @@
 /**
  * daemon/net: the socket seams meshd needs beyond node:net — original destinations of
  * captured connections, packet marks, transparent/freebind/reuseport options, and sockets
- * opened inside other network namespaces. The only module that uses daemon/native.
+ * opened inside other network namespaces (and malloc_trim for the agent's memory trimmer). The
+ * only module that uses daemon/native.
  */
 export { NetnsError, OriginalDstError, SocketError, type SysErrorFields } from './errors.js';
+export { trimMallocArenas } from './memory.js';
 export {
   type ConnectFromNetnsOptions,
   connectFromNetns,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MemoryTrimmer } from '../../daemon/agent/memory-trimmer.js';
-import { loadNative } from '../../daemon/native/index.js';
+import { trimMallocArenas } from '../../daemon/net/index.js';
 import type { Logger } from '../../daemon/telemetry/index.js';
 
 /** A trimmer on a fake CPU clock: 10 s intervals, quiet below 200 ms, busy after 250 ms. */
@@ -65,6 +65,6 @@ test('a failing trim is logged once and the trimmer stops', () => {
 });
 
 test('the addon calls glibc malloc_trim and says whether memory went back', () => {
-  const released = loadNative().trimMemory();
+  const released = trimMallocArenas();
   assert.equal(typeof released, 'boolean');
 });

@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type * as grpc from '@grpc/grpc-js';
 import { packageRoot } from '../../daemon/paths.js';
-import { registryService } from '../../daemon/proto/index.js';
-import { loadServices } from '../../daemon/proto/loader.js';
+import { loadServices, registryService } from '../../daemon/proto/index.js';
 
 const etcd = () =>
   loadServices(join(packageRoot(), 'daemon', 'server', 'store', 'etcd.proto'), 'etcdserverpb');

@@ -8,7 +8,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { packageRoot } from '../../paths.js';
-import { loadServices as loadProtoServices } from '../../proto/loader.js';
+import { loadServices as loadProtoServices } from '../../proto/index.js';
 import { StoreError } from './errors.js';
 import type { EtcdEndpoint } from './url.js';
 
