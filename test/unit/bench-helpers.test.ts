@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { analysePcap } from '../bench/pcap.js';
+import { summarizeCpuProfile } from '../bench/profile-summary.js';
 import { latencySummary, median, percentileOf } from '../bench/stats.js';
 import { parseWrk } from '../bench/tools.js';
 
@@ -119,4 +120,30 @@ test('pcap: a TLS 1.3 flow is recognised record by record; plaintext is not TLS'
   );
   assert.equal(plain.flows[0]?.tls, false);
   assert.equal(plain.tls13, false);
+});
+
+test('cpu profile summary: self time of busy samples, idle left out, largest first', () => {
+  const frame = (functionName: string, url = '', lineNumber = 0) => ({
+    functionName,
+    url,
+    lineNumber,
+  });
+  const profile = {
+    nodes: [
+      { id: 1, callFrame: frame('(root)') },
+      { id: 2, callFrame: frame('(idle)') },
+      { id: 3, callFrame: frame('forward', 'file:///x/dist/daemon/agent/hbone/splice.js', 44) },
+      { id: 4, callFrame: frame('', 'file:///x/node_modules/prom-client/lib/counter.js', 9) },
+    ],
+    samples: [2, 2, 2, 2, 3, 3, 3, 4],
+    startTime: 0,
+    endTime: 2_000_000,
+  };
+  const lines = summarizeCpuProfile(profile, 10).trim().split('\n');
+  assert.equal(lines[0], '8 samples over 2.0 s, 50.0 % busy; self time as % of the busy samples:');
+  assert.deepEqual(lines.slice(1), [
+    ' 75.0 %  forward daemon/agent/hbone/splice.js:45',
+    ' 25.0 %  (anonymous) prom-client/lib/counter.js:10',
+  ]);
+  assert.equal(summarizeCpuProfile(profile, 1).trim().split('\n').length, 2);
 });
