@@ -16,7 +16,11 @@ export interface MemoryTrimmerOptions {
   intervalMs?: number;
   /** Quiet: CPU time in the last interval below this share of it. Default 0.02 (2 %). */
   quietCpuShare?: number;
-  /** Trim only after at least this much CPU time since the last trim. Default 250 ms. */
+  /**
+   * Trim again only after at least this much CPU time since the last trim. Default 2 s: the
+   * collection stops the agent for ~50 ms, which a lightly loaded agent (always "quiet") must
+   * not pay every few intervals. Growth worth giving back takes work; start-up always counts.
+   */
   busyCpuMs?: number;
   /** malloc_trim; returns whether memory went back. */
   trim: () => boolean;
@@ -42,7 +46,7 @@ export class MemoryTrimmer {
     this.#options = {
       intervalMs: options.intervalMs ?? 10_000,
       quietCpuShare: options.quietCpuShare ?? 0.02,
-      busyCpuMs: options.busyCpuMs ?? 250,
+      busyCpuMs: options.busyCpuMs ?? 2_000,
       trim: options.trim,
       cpuMicros: options.cpuMicros ?? processCpuMicros,
     };
@@ -56,8 +60,6 @@ export class MemoryTrimmer {
 
   start(): void {
     if (this.#timer) return;
-    // Start-up (snapshot, certificates, listeners) counts as the first burst.
-    this.#lastTrimCpu = 0;
     this.#lastTickCpu = this.#options.cpuMicros();
     this.#timer = setInterval(() => this.tick(), this.#options.intervalMs);
     this.#timer.unref();
@@ -71,7 +73,8 @@ export class MemoryTrimmer {
     const lastInterval = now - this.#lastTickCpu;
     this.#lastTickCpu = now;
     const quiet = lastInterval < intervalMs * 1000 * quietCpuShare;
-    const worked = now - this.#lastTrimCpu >= busyCpuMs * 1000;
+    // Start-up (snapshot, certificates, listeners) is the first burst, whatever it cost.
+    const worked = this.#trims === 0 || now - this.#lastTrimCpu >= busyCpuMs * 1000;
     if (!quiet || !worked) return;
     this.#lastTrimCpu = now;
     try {

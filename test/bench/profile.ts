@@ -6,10 +6,11 @@
  * figures in docs/benchmarks.md ("Where the agent's time goes") were taken this way.
  *
  * Usage: npm run bench:profile -- [--load iperf,keepalive,close,rtt] [--seconds 10]
- *          [--cpu-prof] [--perf] [--trace-gc] [--flags "--v8-flag ..."] [--hold 0]
+ *          [--cpu-prof] [--perf] [--trace-gc] [--flags="--v8-flag ..."] [--hold 0]
  *   --load      loads run one after the other (iperf: iperf3 -P 1; keepalive and close: wrk
  *               -c50; rtt: 1-byte round trips)
- *   --flags     Node/V8 flags for the agents (MESHD_NODE_FLAGS), to compare settings
+ *   --flags=…   Node/V8 flags for the agents (MESHD_NODE_FLAGS), to compare settings (with
+ *               "=": a value starting with "--" is otherwise taken for an option)
  *   --cpu-prof  the agents' .cpuprofile files, and their top functions by self time
  *   --perf      perf record -g of both agents during each load (with --perf-basic-prof)
  *   --trace-gc  the agents' GC lines; the number of Mark-Compacts per agent is printed
