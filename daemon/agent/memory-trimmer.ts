@@ -78,6 +78,8 @@ export class MemoryTrimmer {
     if (!quiet || !worked) return;
     this.#lastTrimCpu = now;
     try {
+      const started = performance.now();
+      const rssBefore = process.memoryUsage.rss();
       (globalThis as { gc?: (o: object) => void }).gc?.({
         type: 'major',
         execution: 'sync',
@@ -85,6 +87,15 @@ export class MemoryTrimmer {
       });
       this.#options.trim();
       this.#trims += 1;
+      const mib = (bytes: number) => Math.round(bytes / 104_857.6) / 10;
+      this.#logger?.debug(
+        {
+          pauseMs: Math.round(performance.now() - started),
+          rssBeforeMiB: mib(rssBefore),
+          rssAfterMiB: mib(process.memoryUsage.rss()),
+        },
+        'memory trimmed',
+      );
     } catch (err) {
       this.#logger?.warn({ err: (err as Error).message }, 'malloc_trim failed; not retried');
       this.close();
