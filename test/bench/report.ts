@@ -44,6 +44,29 @@ export interface Summary {
   busiestThread: Record<string, Record<string, number>>;
 }
 
+/**
+ * Per figure and case, the median of one value over the rounds' runs without errors; a case
+ * without any finite value is left out.
+ */
+function medianPerCase(
+  runs: RunRecord[],
+  cases: string[],
+  value: (r: RunRecord) => number | undefined,
+): Record<string, Record<string, number>> {
+  const result: Record<string, Record<string, number>> = {};
+  for (const figure of FIGURES) {
+    const byCase: Record<string, number> = {};
+    for (const name of cases) {
+      const values = runs
+        .filter((r) => r.case === name && r.figure === figure.id && !r.error)
+        .map((r) => value(r) ?? Number.NaN);
+      if (values.some(Number.isFinite)) byCase[name] = median(values);
+    }
+    result[figure.id] = byCase;
+  }
+  return result;
+}
+
 export function summarize(runs: RunRecord[], cases: string[], peers: string[]): Summary {
   const metrics: Summary['metrics'] = {};
   const bestPeer: Summary['bestPeer'] = {};
@@ -80,39 +103,11 @@ export function summarize(runs: RunRecord[], cases: string[], peers: string[]): 
       };
     }
   }
-  const costs: Summary['costs'] = {};
-  for (const cost of COSTS) {
-    costs[cost.figure] = {};
-    for (const name of cases) {
-      const values = runs
-        .filter((r) => r.case === name && r.figure === cost.figure && !r.error)
-        .map((r) => r.values.cpuPerUnit ?? Number.NaN);
-      if (values.some(Number.isFinite))
-        (costs[cost.figure] as Record<string, number>)[name] = median(values);
-    }
-  }
-  const machineBusy: Summary['machineBusy'] = {};
-  for (const figure of FIGURES) {
-    machineBusy[figure.id] = {};
-    for (const name of cases) {
-      const values = runs
-        .filter((r) => r.case === name && r.figure === figure.id && !r.error)
-        .map((r) => r.machineBusy ?? Number.NaN);
-      if (values.some(Number.isFinite))
-        (machineBusy[figure.id] as Record<string, number>)[name] = median(values);
-    }
-  }
-  const busiestThread: Summary['busiestThread'] = {};
-  for (const figure of FIGURES) {
-    busiestThread[figure.id] = {};
-    for (const name of cases) {
-      const values = runs
-        .filter((r) => r.case === name && r.figure === figure.id && !r.error && r.usage)
-        .map((r) => r.usage?.busiestThreadShare ?? Number.NaN);
-      if (values.some(Number.isFinite))
-        (busiestThread[figure.id] as Record<string, number>)[name] = median(values);
-    }
-  }
+  const perCase = (value: (r: RunRecord) => number | undefined) =>
+    medianPerCase(runs, cases, value);
+  const costs = perCase((r) => r.values.cpuPerUnit);
+  const machineBusy = perCase((r) => r.machineBusy);
+  const busiestThread = perCase((r) => r.usage?.busiestThreadShare);
   return {
     cases,
     peers,
