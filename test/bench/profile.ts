@@ -14,6 +14,8 @@
  *   --cpu-prof  the agents' .cpuprofile files, and their top functions by self time
  *   --perf      perf record -g of both agents during each load (with --perf-basic-prof)
  *   --trace-gc  the agents' GC lines; the number of Mark-Compacts per agent is printed
+ *   --strace    2 s of each agent's read/write syscalls during each load: calls and sizes
+ *               (strace slows the agent down meanwhile; the rate printed is disturbed)
  *   --hold S    after the loads, the agents' RSS every 5 s for S seconds (memory given back?
  *               not with --cpu-prof: the profiler's own CPU keeps the agent from looking quiet)
  * Everything lands in test/bench/results/profile-<time>/; the lab is removed at the end.
@@ -37,6 +39,7 @@ import { isAgent } from './cases.js';
 import { originNginxConfig } from './peers.js';
 import { machineBusyShare, machineCpu, netnsPids, rssMiB, startSampling } from './proc-stats.js';
 import { summarizeCpuProfile } from './profile-summary.js';
+import { summarizeStrace } from './strace-summary.js';
 import { iperf3, pingpong, pingpongScript, type Target, wrk } from './tools.js';
 
 const { values: args } = parseArgs({
@@ -46,6 +49,7 @@ const { values: args } = parseArgs({
     'cpu-prof': { type: 'boolean', default: false },
     perf: { type: 'boolean', default: false },
     'trace-gc': { type: 'boolean', default: false },
+    strace: { type: 'boolean', default: false },
     flags: { type: 'string', default: '' },
     hold: { type: 'string', default: '0' },
   },
@@ -143,8 +147,44 @@ async function perfRecord(pids: number[], name: string): Promise<void> {
   console.log(`  perf: ${file} (perf report -i ${file} --no-children --sort dso,sym)`);
 }
 
+async function straceAgents(sides: Record<string, number[]>, name: string): Promise<void> {
+  for (const [node, pids] of Object.entries(sides))
+    for (const pid of pids) {
+      const file = join(out, `strace-${name}-${node}-${pid}.txt`);
+      const argv = ['strace', '-f', '-qq', '-e', 'trace=read,write,readv,writev', '-o', file];
+      await run(['timeout', '-s', 'INT', '2', ...argv, '-p', String(pid)], {
+        timeoutMs: 15_000,
+        okStatuses: [124, 130],
+      });
+      console.log(`  strace ${node} agent ${pid}:\n${summarizeStrace(readFileSync(file, 'utf8'))}`);
+    }
+}
+
+/** [user, system] CPU seconds of a process so far (/proc/PID/stat fields 14 and 15). */
+function userSystemSeconds(pid: number): [number, number] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const tick = 100; // USER_HZ on Linux
+  return [Number(fields[11]) / tick, Number(fields[12]) / tick];
+}
+
+function userSystemSplit(sides: Record<string, number[]>): () => string {
+  const before = Object.values(sides).flat().map(userSystemSeconds);
+  return () =>
+    Object.entries(sides)
+      .flatMap(([node, pids]) =>
+        pids.map((pid) => {
+          const [u0, s0] = before.shift() ?? [0, 0];
+          const [u1, s1] = userSystemSeconds(pid);
+          return `${node} user ${(u1 - u0).toFixed(2)} s, system ${(s1 - s0).toFixed(2)} s`;
+        }),
+      )
+      .join('; ');
+}
+
 async function profileLoad(lab: Lab, load: Load, target: (port: number) => Target): Promise<void> {
   const sides = await agents(lab);
+  const split = userSystemSplit(sides);
   const sampling = startSampling(sides);
   const cpu = machineCpu();
   const rate = runLoad(lab, load, target);
@@ -152,8 +192,13 @@ async function profileLoad(lab: Lab, load: Load, target: (port: number) => Targe
     await sleep(1_000);
     await perfRecord(Object.values(sides).flat(), load);
   }
+  if (args.strace) {
+    await sleep(1_000);
+    await straceAgents(sides, load);
+  }
   const result = await rate;
   const usage = sampling.stop();
+  console.log(`  agents: ${split()}`);
   console.log(
     `${load}: ${result}; machine ${Math.round(machineBusyShare(cpu) * 100)} % busy; agents ${usage.cpuSeconds} CPU s, busiest thread ${Math.round(usage.busiestThreadShare * 100)} % of a core, peak ${usage.peakRssMiB} MiB`,
   );

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { analysePcap } from '../bench/pcap.js';
 import { summarizeCpuProfile } from '../bench/profile-summary.js';
 import { latencySummary, median, percentileOf } from '../bench/stats.js';
+import { parseStrace, summarizeStrace } from '../bench/strace-summary.js';
 import { parseWrk } from '../bench/tools.js';
 
 test('percentiles are the bin of rank ceil(p·n); medians of finite values', () => {
@@ -146,4 +147,26 @@ test('cpu profile summary: self time of busy samples, idle left out, largest fir
     ' 25.0 %  (anonymous) prom-client/lib/counter.js:10',
   ]);
   assert.equal(summarizeCpuProfile(profile, 1).trim().split('\n').length, 2);
+});
+
+test('strace summary: calls and bytes per syscall, sizes in classes, errors counted apart', () => {
+  const text = [
+    '1201  read(23, "\\x17\\x03"..., 16384) = 16384',
+    '1201  read(23, "\\x17"..., 16384) = 1412',
+    '1201  read(23, 0x7f00, 16384) = -1 EAGAIN (Resource temporarily unavailable)',
+    '1201  writev(31, [{iov_base="a"..., iov_len=65536}, ...], 4) = 262144',
+    '1207  write(2, "log line\\n", 9) = 9',
+    '1201  epoll_wait(5, [], 1024, 0) = 0',
+    '1201  +++ exited with 0 +++',
+  ].join('\n');
+  const stats = parseStrace(text);
+  assert.deepEqual([...stats.keys()].sort(), ['read', 'write', 'writev']);
+  assert.deepEqual(stats.get('read'), { calls: 3, bytes: 17796, buckets: [1, 0, 1, 1, 0, 0] });
+  assert.deepEqual(stats.get('writev')?.buckets, [0, 0, 0, 0, 0, 1]);
+  assert.deepEqual(stats.get('write')?.buckets, [0, 1, 0, 0, 0, 0]);
+  assert.match(
+    summarizeStrace(text),
+    /^read +3 calls, mean 5932 B \(0\/err 1, <1K 0, <16K 1, =16K 1/,
+  );
+  assert.equal(summarizeStrace(''), '(no read/write calls traced)');
 });

@@ -1,0 +1,132 @@
+// splice() between a stream that delivers chunks like an HTTP/2 CONNECT stream does (many
+// TLS-record-sized pieces in one event-loop turn) and a real TCP socket: bulk pieces reach the
+// socket as one writev, small ones are written at once, and back-pressure still holds.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { type TestContext, test } from 'node:test';
+import { splice } from '../../daemon/agent/hbone/index.js';
+
+const RECORD = 16 * 1024 - 9;
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+/** A duplex whose readable side the test feeds; what is written to it is dropped. */
+function tunnelLike(): Duplex {
+  return new Duplex({
+    allowHalfOpen: true,
+    read() {},
+    write(_chunk, _encoding, done) {
+      done();
+    },
+  });
+}
+
+interface SocketPair {
+  local: Socket;
+  remote: Socket;
+}
+
+async function socketPair(t: TestContext): Promise<SocketPair> {
+  const server: Server = createServer({ allowHalfOpen: true });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  assert.ok(address && typeof address === 'object');
+  const accepted = once(server, 'connection') as Promise<[Socket]>;
+  const local = connect(address.port, '127.0.0.1');
+  await once(local, 'connect');
+  const [remote] = await accepted;
+  t.after(() => {
+    local.destroy();
+    remote.destroy();
+    server.close();
+  });
+  return { local, remote };
+}
+
+/** Counts the socket's write and writev calls (how many chunks reached the kernel how). */
+function countWrites(socket: Socket): { writes: number; writevs: number; chunksInWritev: number } {
+  const counts = { writes: 0, writevs: 0, chunksInWritev: 0 };
+  const s = socket as unknown as {
+    _write: (...a: unknown[]) => void;
+    _writev: (chunks: unknown[], cb: unknown) => void;
+  };
+  const write = s._write.bind(socket);
+  const writev = s._writev.bind(socket);
+  s._write = (...a) => {
+    counts.writes++;
+    write(...a);
+  };
+  s._writev = (chunks, cb) => {
+    counts.writevs++;
+    counts.chunksInWritev += chunks.length;
+    writev(chunks, cb);
+  };
+  return counts;
+}
+
+async function readBytes(socket: Socket, length: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let got = 0;
+  for await (const chunk of socket) {
+    parts.push(chunk as Buffer);
+    got += (chunk as Buffer).length;
+    if (got >= length) break;
+  }
+  return Buffer.concat(parts);
+}
+
+test('bulk chunks delivered in one turn reach the socket as one writev, in order', async (t) => {
+  const { local, remote } = await socketPair(t);
+  const tunnel = tunnelLike();
+  void splice(tunnel, local);
+  const counts = countWrites(local);
+  await turn();
+  const pieces = Array.from({ length: 8 }, () => randomBytes(RECORD));
+  for (const piece of pieces) tunnel.push(piece);
+  const expected = Buffer.concat(pieces);
+  const received = await readBytes(remote, expected.length);
+  assert.deepEqual(received, expected);
+  assert.equal(counts.writevs, 1, 'one writev for the turn');
+  assert.equal(counts.chunksInWritev + counts.writes, pieces.length);
+  assert.ok(counts.writes <= 1, `at most the first piece alone, got ${counts.writes} writes`);
+});
+
+test('small chunks are written at once, not held for the turn', async (t) => {
+  const { local, remote } = await socketPair(t);
+  const tunnel = tunnelLike();
+  void splice(tunnel, local);
+  const counts = countWrites(local);
+  await turn();
+  tunnel.push(Buffer.from('ping'));
+  assert.equal(local.writableCorked, 0);
+  assert.equal(counts.writes, 1, 'written within the same turn');
+  assert.equal((await readBytes(remote, 4)).toString(), 'ping');
+});
+
+test('a reader that stops reading pauses the tunnel side, and everything arrives later', async (t) => {
+  const { local, remote } = await socketPair(t);
+  remote.pause();
+  const tunnel = tunnelLike();
+  void splice(tunnel, local);
+  await turn();
+  const total = 64 * 1024 * 1024;
+  const piece = randomBytes(RECORD);
+  let pushed = 0;
+  const deadline = Date.now() + 10_000;
+  while (!tunnel.isPaused() && pushed < total && Date.now() < deadline) {
+    for (let i = 0; i < 16; i++) tunnel.push(piece);
+    pushed += 16 * piece.length;
+    await turn();
+  }
+  assert.ok(tunnel.isPaused(), `tunnel never paused after ${pushed} bytes`);
+  assert.ok(pushed < total, 'paused before the bound');
+  assert.ok(local.writableLength < pushed, 'the socket buffer did not take everything');
+  tunnel.push(null);
+  remote.resume();
+  let received = 0;
+  for await (const chunk of remote) received += (chunk as Buffer).length;
+  assert.equal(received, pushed);
+});
