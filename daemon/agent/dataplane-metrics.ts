@@ -42,28 +42,70 @@ const TCP_LABELS = [
 
 const UNKNOWN = 'unknown';
 
+type TcpLabel = (typeof TCP_LABELS)[number];
+type LabelSource = Pick<
+  ConnectionRecord,
+  'direction' | 'transport' | 'source' | 'destination' | 'responseFlags'
+>;
+
+/** The four TCP counters of one label set, kept here and handed to prom-client per scrape. */
+interface TcpSeries {
+  labels: Record<TcpLabel, string>;
+  opened: number;
+  closed: number;
+  sent: number;
+  received: number;
+}
+
+/**
+ * A counter whose values live in `series` and are copied into prom-client when the registry
+ * is read. prom-client hashes all ten label values on every inc() (sorting and joining them):
+ * a tenth of everything the agent allocated per connection. A scrape every few seconds costs
+ * one inc per series instead.
+ */
+function scrapedCounter(
+  registry: Registry,
+  name: string,
+  help: string,
+  series: ReadonlyMap<string, TcpSeries>,
+  value: (s: TcpSeries) => number,
+): Counter<TcpLabel> {
+  return new Counter({
+    name,
+    help,
+    labelNames: TCP_LABELS,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of series.values()) {
+        const v = value(s);
+        if (v > 0) this.inc(s.labels, v);
+      }
+    },
+  });
+}
+
 export class DataplaneMetrics {
-  readonly opened: Counter<(typeof TCP_LABELS)[number]>;
-  readonly closed: Counter<(typeof TCP_LABELS)[number]>;
-  readonly sent: Counter<(typeof TCP_LABELS)[number]>;
-  readonly received: Counter<(typeof TCP_LABELS)[number]>;
   readonly denied: Counter<'reason' | 'policy'>;
   readonly rejected: Counter<'listener' | 'reason'>;
   readonly captured: Gauge;
+  readonly #series = new Map<string, TcpSeries>();
   readonly #log: Logger;
 
   constructor(registry: Registry, accessLog: Logger) {
-    const counter = (name: string, help: string) =>
-      new Counter({ name, help, labelNames: TCP_LABELS, registers: [registry] });
-    this.opened = counter('istio_tcp_connections_opened_total', 'TCP connections opened');
-    this.closed = counter('istio_tcp_connections_closed_total', 'TCP connections closed');
-    this.sent = counter(
+    const counter = (name: string, help: string, value: (s: TcpSeries) => number) =>
+      scrapedCounter(registry, name, help, this.#series, value);
+    counter('istio_tcp_connections_opened_total', 'TCP connections opened', (s) => s.opened);
+    counter('istio_tcp_connections_closed_total', 'TCP connections closed', (s) => s.closed);
+    counter(
       'istio_tcp_sent_bytes_total',
       'Bytes sent by the destination to the source (response direction)',
+      (s) => s.sent,
     );
-    this.received = counter(
+    counter(
       'istio_tcp_received_bytes_total',
       'Bytes received by the destination from the source (request direction)',
+      (s) => s.received,
     );
     this.denied = new Counter({
       name: 'meshd_policy_denials_total',
@@ -85,12 +127,7 @@ export class DataplaneMetrics {
     this.#log = accessLog;
   }
 
-  labels(
-    r: Pick<
-      ConnectionRecord,
-      'direction' | 'transport' | 'source' | 'destination' | 'responseFlags'
-    >,
-  ) {
+  labels(r: LabelSource): Record<TcpLabel, string> {
     return {
       reporter: r.direction === 'outbound' ? 'source' : 'destination',
       source_workload: r.source.workload || UNKNOWN,
@@ -105,12 +142,28 @@ export class DataplaneMetrics {
     };
   }
 
+  #seriesOf(r: LabelSource): TcpSeries {
+    const { source: src, destination: dst } = r;
+    const key = `${r.direction}\0${r.transport === 'hbone'}\0${r.responseFlags}\0${src.workload}\0${src.namespace}\0${src.principal}\0${dst.workload}\0${dst.namespace}\0${dst.principal}\0${dst.service ?? ''}`;
+    let series = this.#series.get(key);
+    if (!series) {
+      series = { labels: this.labels(r), opened: 0, closed: 0, sent: 0, received: 0 };
+      this.#series.set(key, series);
+    }
+    return series;
+  }
+
+  /** Counts a connection that reached its destination (istio_tcp_connections_opened_total). */
+  opened(r: LabelSource): void {
+    this.#seriesOf(r).opened += 1;
+  }
+
   /** One access-log line and the closed/bytes counters for a finished connection. */
   finish(record: ConnectionRecord): void {
-    const labels = this.labels(record);
-    this.closed.inc(labels);
-    this.sent.inc(labels, record.sentBytes);
-    this.received.inc(labels, record.receivedBytes);
+    const series = this.#seriesOf(record);
+    series.closed += 1;
+    series.sent += record.sentBytes;
+    series.received += record.receivedBytes;
     const fields = {
       direction: record.direction,
       transport: record.transport,

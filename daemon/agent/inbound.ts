@@ -100,7 +100,7 @@ async function toApplication(
     timeoutMs: deps.connectTimeoutMs,
     allowHalfOpen: true,
   }).then((upstream) => {
-    deps.metrics.opened.inc(deps.metrics.labels({ ...record, responseFlags: '-' }));
+    deps.metrics.opened({ ...record, responseFlags: '-' });
     let closedBy: { reason: string; policy: string | undefined } | undefined;
     const remove = live.add({
       attributes,

@@ -263,15 +263,13 @@ async function viaHbone(
       deps.balancer.opened(target.ip);
     }
     upstreamReady(client);
-    deps.metrics.opened.inc(
-      deps.metrics.labels({
-        direction: 'outbound',
-        transport: 'hbone',
-        source: srcPeer,
-        destination,
-        responseFlags: '-',
-      }),
-    );
+    deps.metrics.opened({
+      direction: 'outbound',
+      transport: 'hbone',
+      source: srcPeer,
+      destination,
+      responseFlags: '-',
+    });
     deps.connections.add({
       direction: 'outbound',
       path: 'hbone',
@@ -363,15 +361,13 @@ async function passthrough(
     return;
   }
   upstreamReady(client);
-  deps.metrics.opened.inc(
-    deps.metrics.labels({
-      direction: 'outbound',
-      transport: 'passthrough',
-      source: srcPeer,
-      destination,
-      responseFlags: '-',
-    }),
-  );
+  deps.metrics.opened({
+    direction: 'outbound',
+    transport: 'passthrough',
+    source: srcPeer,
+    destination,
+    responseFlags: '-',
+  });
   deps.connections.add({
     direction: 'outbound',
     path: 'passthrough',

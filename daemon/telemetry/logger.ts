@@ -44,6 +44,19 @@ function serializable(value: unknown): unknown {
   return value;
 }
 
+/**
+ * Adds `{ ...base, ...fields }` to the record without building that object (the access log
+ * writes a line per connection): the call's fields win, undefined values are left out, and the
+ * record's own keys (level, time, msg) are never overwritten.
+ */
+function addFields(record: LogFields, base: LogFields, fields: LogFields): void {
+  const put = (k: string, v: unknown) => {
+    if (v !== undefined && !Object.hasOwn(record, k)) record[k] = serializable(v);
+  };
+  for (const k in base) put(k, Object.hasOwn(fields, k) ? fields[k] : base[k]);
+  for (const k in fields) if (!Object.hasOwn(base, k)) put(k, fields[k]);
+}
+
 function pickCode(err: Error): LogFields {
   return 'code' in err && typeof err.code === 'string' ? { code: err.code } : {};
 }
@@ -107,9 +120,7 @@ export function createJsonLogger(options: JsonLoggerOptions = {}): Logger & Leve
       (fields, msg) => {
         if (SEVERITY[level] < min) return;
         const record: LogFields = { level, time: new Date(now()).toISOString(), msg };
-        for (const [k, v] of Object.entries({ ...base, ...fields })) {
-          if (v !== undefined && !(k in record)) record[k] = serializable(v);
-        }
+        addFields(record, base, fields);
         let line: string;
         try {
           line = JSON.stringify(record);

@@ -43,3 +43,48 @@ export function summarizeCpuProfile(profile: CpuProfile, top: number): string {
     lines.push(`${((count / Math.max(1, busy)) * 100).toFixed(1).padStart(5)} %  ${name}`);
   return `${lines.join('\n')}\n`;
 }
+
+export interface HeapProfileNode {
+  callFrame: CallFrame;
+  selfSize: number;
+  children?: HeapProfileNode[];
+}
+
+const OWN_CODE = '/dist/daemon/';
+
+/**
+ * Bytes allocated per function from a sampling heap profile that kept collected objects
+ * (what the young generation churns through, not what survives): by the allocating frame, and
+ * by the nearest frame of meshd's own code on the stack (which of our calls led to it).
+ */
+export function summarizeHeapProfile(head: HeapProfileNode, top: number, units?: number): string {
+  const leaf = new Map<string, number>();
+  const own = new Map<string, number>();
+  let total = 0;
+  const walk = (node: HeapProfileNode, ownFrame: string) => {
+    const name = frameName(node.callFrame);
+    const nearest = node.callFrame.url.includes(OWN_CODE) ? name : ownFrame;
+    if (node.selfSize > 0) {
+      total += node.selfSize;
+      leaf.set(name, (leaf.get(name) ?? 0) + node.selfSize);
+      own.set(nearest, (own.get(nearest) ?? 0) + node.selfSize);
+    }
+    for (const child of node.children ?? []) walk(child, nearest);
+  };
+  walk(head, '(no meshd frame)');
+  const per = units ? `, ${Math.round(total / units)} B per unit of work (${units})` : '';
+  const table = (title: string, sizes: Map<string, number>) => [
+    title,
+    ...[...sizes]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(
+        ([n, bytes]) => `${((bytes / Math.max(1, total)) * 100).toFixed(1).padStart(5)} %  ${n}`,
+      ),
+  ];
+  return `${[
+    `${(total / 1024 / 1024).toFixed(1)} MiB allocated (sampled)${per}`,
+    ...table('by allocating function:', leaf),
+    ...table('by the nearest meshd function on the stack:', own),
+  ].join('\n')}\n`;
+}

@@ -14,6 +14,8 @@
  *   --cpu-prof  the agents' .cpuprofile files, and their top functions by self time
  *   --perf      perf record -g of both agents during each load (with --perf-basic-prof)
  *   --trace-gc  the agents' GC lines; the number of Mark-Compacts per agent is printed
+ *   --alloc-prof  bytes the agents allocate, by function, collected objects included (what
+ *               drives the young generation's scavenges); per connection for --load close
  *   --strace    2 s of each agent's read/write syscalls during each load: calls and sizes
  *               (strace slows the agent down meanwhile; the rate printed is disturbed)
  *   --hold S    after the loads, the agents' RSS every 5 s for S seconds (memory given back?
@@ -38,7 +40,11 @@ import { fileLimit } from './bench-lab.js';
 import { isAgent } from './cases.js';
 import { originNginxConfig } from './peers.js';
 import { machineBusyShare, machineCpu, netnsPids, rssMiB, startSampling } from './proc-stats.js';
-import { summarizeCpuProfile } from './profile-summary.js';
+import {
+  type HeapProfileNode,
+  summarizeCpuProfile,
+  summarizeHeapProfile,
+} from './profile-summary.js';
 import { summarizeStrace } from './strace-summary.js';
 import { iperf3, pingpong, pingpongScript, type Target, wrk } from './tools.js';
 
@@ -50,6 +56,7 @@ const { values: args } = parseArgs({
     perf: { type: 'boolean', default: false },
     'trace-gc': { type: 'boolean', default: false },
     strace: { type: 'boolean', default: false },
+    'alloc-prof': { type: 'boolean', default: false },
     flags: { type: 'string', default: '' },
     hold: { type: 'string', default: '0' },
   },
@@ -79,9 +86,11 @@ process.env.MESHD_NODE_FLAGS = [
   args['cpu-prof'] ? `--cpu-prof --cpu-prof-dir=${out}` : '',
   args.perf ? '--perf-basic-prof' : '',
   args['trace-gc'] ? '--trace-gc' : '',
+  args['alloc-prof'] ? `--import=${join(import.meta.dirname, 'alloc-profile-preload.js')}` : '',
 ]
   .filter(Boolean)
   .join(' ');
+if (args['alloc-prof']) process.env.MESHD_ALLOC_PROFILE_DIR = out;
 
 async function agents(lab: Lab): Promise<Record<string, number[]>> {
   const sides: Record<string, number[]> = {};
@@ -109,15 +118,22 @@ async function startServers(lab: Lab): Promise<void> {
   await sleep(2_000);
 }
 
+/** Units of work each load completed (requests or round trips), for per-unit figures. */
+const completed: Partial<Record<Load, number>> = {};
+
 async function runLoad(lab: Lab, load: Load, target: (port: number) => Target): Promise<string> {
   switch (load) {
     case 'iperf':
       return `${(await iperf3(lab, target(5201), 1, seconds)).gbps} Gb/s`;
     case 'keepalive':
-    case 'close':
-      return `${(await wrk(lab, target(8080), seconds, load === 'close')).requestsPerSecond} req/s`;
+    case 'close': {
+      const result = await wrk(lab, target(8080), seconds, load === 'close');
+      completed[load] = result.requests;
+      return `${result.requestsPerSecond} req/s`;
+    }
     case 'rtt': {
       const r = await pingpong(lab, target(7000), 1, seconds, 10_000_000);
+      completed.rtt = r.count;
       return `p50 ${r.p50} µs, ${r.count} round trips`;
     }
   }
@@ -224,6 +240,13 @@ function report(lab: Lab): void {
         `${file}: ${count('Mark-Compact')} Mark-Compacts, ${count('Scavenge')} scavenges`,
       );
     }
+  }
+  for (const file of readdirSync(out).filter((f) => f.endsWith('.heapprofile'))) {
+    const head = (JSON.parse(readFileSync(join(out, file), 'utf8')) as { head: HeapProfileNode })
+      .head;
+    const summary = summarizeHeapProfile(head, 25, completed.close);
+    writeFileSync(join(out, `${file}.txt`), summary);
+    console.log(`\n${file}\n${summary}`);
   }
   for (const file of readdirSync(out).filter((f) => f.endsWith('.cpuprofile'))) {
     const summary = summarizeCpuProfile(JSON.parse(readFileSync(join(out, file), 'utf8')), 25);

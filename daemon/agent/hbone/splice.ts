@@ -7,7 +7,7 @@
  */
 import { type Http2Stream, constants as h2 } from 'node:http2';
 import { Socket } from 'node:net';
-import { type Duplex, finished } from 'node:stream';
+import type { Duplex } from 'node:stream';
 
 export interface SpliceResult {
   /** Bytes read from `a` and written to `b`. */
@@ -92,6 +92,18 @@ function forward(from: Duplex, to: Duplex, counted: (bytes: number) => void): vo
   });
 }
 
+/** Both halves done: 'end' seen, and everything written flushed after end(). */
+function endedCleanly(side: Duplex): boolean {
+  return (
+    side.readableEnded &&
+    (side.writableFinished || (side.writableEnded && side.writableLength === 0))
+  );
+}
+
+function prematureClose(): Error {
+  return Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+}
+
 /**
  * Splices `a` and `b`; resolves (never rejects) once both sides are closed. Both should keep
  * their writing half open after the peer's FIN (allowHalfOpen; HTTP/2 streams always do). A
@@ -115,19 +127,25 @@ export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
       if (--open > 0) return;
       resolve({ bytesAtoB, bytesBtoA, durationMs: performance.now() - started, error });
     };
+    // What stream.finished() decides, without its listeners and closures per connection: an
+    // error, or a close before both halves ended, aborts both sides.
     const watch = (side: Duplex, other: Duplex) => {
-      side.on('error', (err: Error) => {
+      const fail = (err: Error) => {
         error ??= err;
-      });
-      finished(side, (err) => {
-        if (err) {
-          error ??= err;
-          abortSide(side, err);
-          abortSide(other, err);
-        }
-      });
-      if (side.destroyed) queueMicrotask(closed);
-      else side.once('close', closed);
+        abortSide(side, err);
+        abortSide(other, err);
+      };
+      const onClose = () => {
+        if (!endedCleanly(side)) fail(error ?? prematureClose());
+        closed();
+      };
+      side.on('error', fail);
+      // A reset or a lost session while this side could still write: HTTP/2 streams say so
+      // with 'aborted' and may end their readable half gracefully right after, which must
+      // not reach the other side as a clean FIN.
+      if (isHttp2Stream(side)) side.once('aborted', () => fail(error ?? prematureClose()));
+      if (side.destroyed) queueMicrotask(onClose);
+      else side.once('close', onClose);
     };
     watch(a, b);
     watch(b, a);
