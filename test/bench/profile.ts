@@ -176,23 +176,23 @@ async function straceAgents(sides: Record<string, number[]>, name: string): Prom
     }
 }
 
-/** [user, system] CPU seconds of a process so far (/proc/PID/stat fields 14 and 15). */
-function userSystemSeconds(pid: number): [number, number] {
+/** User and system CPU seconds and minor page faults of a process so far (/proc/PID/stat). */
+function processCounters(pid: number): [number, number, number] {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const tick = 100; // USER_HZ on Linux
-  return [Number(fields[11]) / tick, Number(fields[12]) / tick];
+  return [Number(fields[11]) / tick, Number(fields[12]) / tick, Number(fields[7])];
 }
 
 function userSystemSplit(sides: Record<string, number[]>): () => string {
-  const before = Object.values(sides).flat().map(userSystemSeconds);
+  const before = Object.values(sides).flat().map(processCounters);
   return () =>
     Object.entries(sides)
       .flatMap(([node, pids]) =>
         pids.map((pid) => {
-          const [u0, s0] = before.shift() ?? [0, 0];
-          const [u1, s1] = userSystemSeconds(pid);
-          return `${node} user ${(u1 - u0).toFixed(2)} s, system ${(s1 - s0).toFixed(2)} s`;
+          const [u0, s0, f0] = before.shift() ?? [0, 0, 0];
+          const [u1, s1, f1] = processCounters(pid);
+          return `${node} user ${(u1 - u0).toFixed(2)} s, system ${(s1 - s0).toFixed(2)} s, ${f1 - f0} minor faults`;
         }),
       )
       .join('; ');
