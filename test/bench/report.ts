@@ -230,7 +230,38 @@ export interface AgentMemory {
   afterRunsMiB: Record<string, number>;
 }
 
-function targetsTable(s: Summary, memory: AgentMemory): string {
+/** A metric's value per round for one case (NaN for a round without one). */
+function byRound(s: Summary, id: string, name: string, rounds: number[]): number[] {
+  const samples = s.metrics[id]?.[name]?.samples ?? [];
+  return rounds.map((r) => samples.find((x) => x.round === r)?.value ?? Number.NaN);
+}
+
+/**
+ * Per round, meshd against the best peer of that same round: the figures of one round ran
+ * back to back, so these ratios move less with the machine's load than ratios of medians.
+ * `cost` turns a value into what is compared (for added latency: minus direct's).
+ */
+function perRoundRatios(
+  s: Summary,
+  id: string,
+  better: 'higher' | 'lower',
+  cost: (value: number, round: number) => number = (v) => v,
+): string {
+  const rounds = [
+    ...new Set(Object.values(s.metrics[id] ?? {}).flatMap((m) => m.samples.map((x) => x.round))),
+  ].sort((a, b) => a - b);
+  const meshd = byRound(s, id, 'meshd', rounds);
+  const peers = s.peers.map((p) => byRound(s, id, p, rounds));
+  const ratios = rounds.map((round, i) => {
+    const values = peers.map((v) => cost(v[i] ?? Number.NaN, round)).filter(Number.isFinite);
+    if (values.length === 0) return '—';
+    const best = better === 'higher' ? Math.max(...values) : Math.min(...values);
+    return ratio(cost(meshd[i] ?? Number.NaN, round), best);
+  });
+  return ratios.length > 0 ? ratios.join(', ') : '—';
+}
+
+export function targetsTable(s: Summary, memory: AgentMemory): string {
   const { idle } = memory;
   const best = (id: string) => s.bestPeer[id];
   const value = (id: string, c: string | undefined) => (c ? s.metrics[id]?.[c]?.median : undefined);
@@ -241,15 +272,18 @@ function targetsTable(s: Summary, memory: AgentMemory): string {
       fmt(value(id, 'meshd'), digits),
       peer ? `${fmt(value(id, peer), digits)} (${peer})` : '—',
       ratio(value(id, 'meshd'), value(id, peer)),
+      perRoundRatios(s, id, 'higher'),
     ];
   };
+  const directP50 = (round: number) =>
+    s.metrics['rtt1-p50']?.direct?.samples.find((x) => x.round === round)?.value ?? Number.NaN;
   const addedPeers = s.peers.filter((p) => Number.isFinite(s.addedP50['1B'][p]));
   const bestAdded = addedPeers.sort(
     (a, b) => (s.addedP50['1B'][a] ?? 0) - (s.addedP50['1B'][b] ?? 0),
   )[0];
   const fourStream = s.usage['throughput-4']?.meshd?.peakRssMiB;
   return table(
-    ['target', 'meshd', 'best peer', 'meshd ÷ best peer'],
+    ['target', 'meshd', 'best peer', 'meshd ÷ best peer', "per round: ÷ that round's best peer"],
     [
       versus('keepalive-rps', 'HTTP keep-alive requests/s', 0),
       versus('close-cps', 'new connections/s', 0),
@@ -259,16 +293,19 @@ function targetsTable(s: Summary, memory: AgentMemory): string {
         fmt(s.addedP50['1B'].meshd, 0),
         bestAdded ? `${fmt(s.addedP50['1B'][bestAdded], 0)} (${bestAdded})` : '—',
         ratio(s.addedP50['1B'].meshd, bestAdded ? s.addedP50['1B'][bestAdded] : undefined),
+        perRoundRatios(s, 'rtt1-p50', 'lower', (v, round) => v - directP50(round)),
       ],
       [
         `agent RSS idle, ${idle?.workloads ?? 20} enrolled workloads, MiB (target ≤ 80)`,
         idle?.error ? `error: ${idle.error}` : fmt(idle?.medianRssMiB, 0),
         '—',
         '—',
+        '—',
       ],
       [
         'agent peak RSS during the 4-stream run, MiB (target ≤ 128): round 1 / median of rounds',
         `${fmt(memory.firstFourStreamPeakMiB, 0)} / ${fmt(fourStream, 0)}`,
+        '—',
         '—',
         '—',
       ],

@@ -2,8 +2,10 @@
 // wrk's report, and the pcap reader that proves each case carries TLS on the underlay.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { FigureId, RunRecord } from '../bench/figures.js';
 import { analysePcap } from '../bench/pcap.js';
 import { summarizeCpuProfile } from '../bench/profile-summary.js';
+import { summarize, targetsTable } from '../bench/report.js';
 import { latencySummary, median, percentileOf } from '../bench/stats.js';
 import { parseStrace, summarizeStrace } from '../bench/strace-summary.js';
 import { parseWrk } from '../bench/tools.js';
@@ -169,4 +171,41 @@ test('strace summary: calls and bytes per syscall, sizes in classes, errors coun
     /^read +3 calls, mean 5932 B \(0\/err 1, <1K 0, <16K 1, =16K 1/,
   );
   assert.equal(summarizeStrace(''), '(no read/write calls traced)');
+});
+
+test('targets: meshd against the best peer of each round, and against the best median', () => {
+  const run = (round: number, name: string, figure: FigureId, values: Record<string, number>) =>
+    ({ round, case: name, figure, startedAt: '', seconds: 5, values }) as RunRecord;
+  const rps = {
+    meshd: [900, 1200],
+    haproxy: [1000, 1000],
+    nginx: [800, 1500],
+    direct: [3000, 3000],
+  };
+  const p50 = { meshd: [150, 140], haproxy: [130, 120], nginx: [125, 135], direct: [100, 100] };
+  const runs: RunRecord[] = [
+    ...Object.entries(rps).flatMap(([name, values]) =>
+      values.map((v, i) => run(i + 1, name, 'http-keepalive', { requestsPerSecond: v, p99Ms: 1 })),
+    ),
+    ...Object.entries(p50).flatMap(([name, values]) =>
+      values.map((v, i) => run(i + 1, name, 'rtt-1B', { p50: v })),
+    ),
+  ];
+  const summary = summarize(runs, ['direct', 'meshd', 'haproxy', 'nginx'], ['haproxy', 'nginx']);
+  const text = targetsTable(summary, {
+    idle: undefined,
+    firstFourStreamPeakMiB: undefined,
+    idleInBenchLabMiB: {},
+    afterRunsMiB: {},
+  });
+  const row = (label: string) => text.split('\n').find((l) => l.startsWith(`| ${label}`)) ?? '';
+  // Medians: meshd 1,050, nginx 1,150 (best), haproxy 1,000. Round 1: 900 ÷ 1,000 (haproxy);
+  // round 2: 1,200 ÷ 1,500 (nginx).
+  assert.equal(
+    row('HTTP keep-alive requests/s'),
+    '| HTTP keep-alive requests/s | 1,050 | 1,150 (nginx) | 0.91× | 0.90×, 0.80× |',
+  );
+  // Added p50: meshd 45; peers' medians 25 (haproxy) and 30 (nginx). Per round: 50 ÷ 25
+  // (nginx), 40 ÷ 20 (haproxy).
+  assert.match(row('p50 added latency'), /\| 45 \| 25 \(haproxy\) \| 1\.80× \| 2\.00×, 2\.00× \|$/);
 });
