@@ -7,13 +7,14 @@ interface CallFrame {
 }
 
 export interface CpuProfile {
-  nodes: { id: number; callFrame: CallFrame }[];
+  nodes: { id: number; callFrame: CallFrame; children?: number[] }[];
   samples: number[];
   startTime: number;
   endTime: number;
 }
 
 const IDLE = '(idle)';
+const OWN_CODE = '/dist/daemon/';
 
 function frameName(frame: CallFrame): string {
   const file = frame.url.replace(/^.*\/node_modules\//, '').replace(/^.*\/dist\//, '');
@@ -41,7 +42,42 @@ export function summarizeCpuProfile(profile: CpuProfile, top: number): string {
   ];
   for (const [name, count] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top))
     lines.push(`${((count / Math.max(1, busy)) * 100).toFixed(1).padStart(5)} %  ${name}`);
+  lines.push('by the nearest meshd function on the stack (its time and what it called):');
+  for (const [name, count] of [...nearestOwnFrame(profile)]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top))
+    lines.push(`${((count / Math.max(1, busy)) * 100).toFixed(1).padStart(5)} %  ${name}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** Busy samples per nearest frame of meshd's own code on the sample's stack. */
+function nearestOwnFrame(profile: CpuProfile): Map<string, number> {
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const owner = new Map<number, string>();
+  const ownerOf = (id: number): string => {
+    const known = owner.get(id);
+    if (known !== undefined) return known;
+    const node = byId.get(id);
+    const up = parent.get(id);
+    const name = !node
+      ? '(no meshd frame)'
+      : node.callFrame.url.includes(OWN_CODE)
+        ? frameName(node.callFrame)
+        : up === undefined
+          ? '(no meshd frame)'
+          : ownerOf(up);
+    owner.set(id, name);
+    return name;
+  };
+  const counts = new Map<string, number>();
+  for (const id of profile.samples) {
+    if (byId.get(id)?.callFrame.functionName === IDLE) continue;
+    const name = ownerOf(id);
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return counts;
 }
 
 export interface HeapProfileNode {
@@ -49,8 +85,6 @@ export interface HeapProfileNode {
   selfSize: number;
   children?: HeapProfileNode[];
 }
-
-const OWN_CODE = '/dist/daemon/';
 
 /**
  * Bytes allocated per function from a sampling heap profile that kept collected objects

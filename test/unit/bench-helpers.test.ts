@@ -133,22 +133,31 @@ test('cpu profile summary: self time of busy samples, idle left out, largest fir
   });
   const profile = {
     nodes: [
-      { id: 1, callFrame: frame('(root)') },
+      { id: 1, callFrame: frame('(root)'), children: [2, 3, 4] },
       { id: 2, callFrame: frame('(idle)') },
-      { id: 3, callFrame: frame('forward', 'file:///x/dist/daemon/agent/hbone/splice.js', 44) },
+      {
+        id: 3,
+        callFrame: frame('forward', 'file:///x/dist/daemon/agent/hbone/splice.js', 44),
+        children: [5],
+      },
       { id: 4, callFrame: frame('', 'file:///x/node_modules/prom-client/lib/counter.js', 9) },
+      { id: 5, callFrame: frame('writeBuffer') },
     ],
-    samples: [2, 2, 2, 2, 3, 3, 3, 4],
+    samples: [2, 2, 2, 2, 3, 3, 5, 4],
     startTime: 0,
     endTime: 2_000_000,
   };
   const lines = summarizeCpuProfile(profile, 10).trim().split('\n');
   assert.equal(lines[0], '8 samples over 2.0 s, 50.0 % busy; self time as % of the busy samples:');
   assert.deepEqual(lines.slice(1), [
-    ' 75.0 %  forward daemon/agent/hbone/splice.js:45',
+    ' 50.0 %  forward daemon/agent/hbone/splice.js:45',
+    ' 25.0 %  writeBuffer',
     ' 25.0 %  (anonymous) prom-client/lib/counter.js:10',
+    'by the nearest meshd function on the stack (its time and what it called):',
+    ' 75.0 %  forward daemon/agent/hbone/splice.js:45',
+    ' 25.0 %  (no meshd frame)',
   ]);
-  assert.equal(summarizeCpuProfile(profile, 1).trim().split('\n').length, 2);
+  assert.equal(summarizeCpuProfile(profile, 1).trim().split('\n').length, 4);
 });
 
 test('strace summary: calls and bytes per syscall, sizes in classes, errors counted apart', () => {
