@@ -127,7 +127,7 @@ export class DataplaneMetrics {
     this.#log = accessLog;
   }
 
-  labels(r: LabelSource): Record<TcpLabel, string> {
+  #labels(r: LabelSource): Record<TcpLabel, string> {
     return {
       reporter: r.direction === 'outbound' ? 'source' : 'destination',
       source_workload: r.source.workload || UNKNOWN,
@@ -147,7 +147,7 @@ export class DataplaneMetrics {
     const key = `${r.direction}\0${r.transport === 'hbone'}\0${r.responseFlags}\0${src.workload}\0${src.namespace}\0${src.principal}\0${dst.workload}\0${dst.namespace}\0${dst.principal}\0${dst.service ?? ''}`;
     let series = this.#series.get(key);
     if (!series) {
-      series = { labels: this.labels(r), opened: 0, closed: 0, sent: 0, received: 0 };
+      series = { labels: this.#labels(r), opened: 0, closed: 0, sent: 0, received: 0 };
       this.#series.set(key, series);
     }
     return series;

@@ -59,15 +59,36 @@ export function threadCpuSeconds(pids: number[]): Map<string, number> {
   return threads;
 }
 
+/** Fields of a /proc stat file after the command name (field 3 is index 0); throws if gone. */
+function statFields(file: string): string[] {
+  const stat = readFileSync(file, 'utf8');
+  // The command name may hold spaces and parentheses: fields start after the last ')'.
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 function statCpuSeconds(file: string): number {
   try {
-    const stat = readFileSync(file, 'utf8');
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const fields = statFields(file);
     return (Number(fields[11]) + Number(fields[12])) / clockTicks;
   } catch {
     return Number.NaN;
   }
+}
+
+export interface ProcessCounters {
+  userSeconds: number;
+  systemSeconds: number;
+  minorFaults: number;
+}
+
+/** A process's user and system CPU seconds and minor page faults so far; throws if gone. */
+export function processCounters(pid: number): ProcessCounters {
+  const fields = statFields(`/proc/${pid}/stat`);
+  return {
+    userSeconds: Number(fields[11]) / clockTicks,
+    systemSeconds: Number(fields[12]) / clockTicks,
+    minorFaults: Number(fields[7]),
+  };
 }
 
 function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {

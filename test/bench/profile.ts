@@ -39,7 +39,14 @@ import { packageRoot } from '../../daemon/paths.js';
 import { fileLimit } from './bench-lab.js';
 import { isAgent } from './cases.js';
 import { originNginxConfig } from './peers.js';
-import { machineBusyShare, machineCpu, netnsPids, rssMiB, startSampling } from './proc-stats.js';
+import {
+  machineBusyShare,
+  machineCpu,
+  netnsPids,
+  processCounters,
+  rssMiB,
+  startSampling,
+} from './proc-stats.js';
 import {
   type HeapProfileNode,
   summarizeCpuProfile,
@@ -176,23 +183,23 @@ async function straceAgents(sides: Record<string, number[]>, name: string): Prom
     }
 }
 
-/** User and system CPU seconds and minor page faults of a process so far (/proc/PID/stat). */
-function processCounters(pid: number): [number, number, number] {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const tick = 100; // USER_HZ on Linux
-  return [Number(fields[11]) / tick, Number(fields[12]) / tick, Number(fields[7])];
-}
-
+/** Per agent, its user and system CPU seconds and minor faults from now until the call. */
 function userSystemSplit(sides: Record<string, number[]>): () => string {
-  const before = Object.values(sides).flat().map(processCounters);
+  const before = new Map(
+    Object.values(sides)
+      .flat()
+      .map((pid) => [pid, processCounters(pid)]),
+  );
   return () =>
     Object.entries(sides)
       .flatMap(([node, pids]) =>
         pids.map((pid) => {
-          const [u0, s0, f0] = before.shift() ?? [0, 0, 0];
-          const [u1, s1, f1] = processCounters(pid);
-          return `${node} user ${(u1 - u0).toFixed(2)} s, system ${(s1 - s0).toFixed(2)} s, ${f1 - f0} minor faults`;
+          const from = before.get(pid);
+          const to = processCounters(pid);
+          if (!from) return `${node} (started during the load)`;
+          const user = (to.userSeconds - from.userSeconds).toFixed(2);
+          const system = (to.systemSeconds - from.systemSeconds).toFixed(2);
+          return `${node} user ${user} s, system ${system} s, ${to.minorFaults - from.minorFaults} minor faults`;
         }),
       )
       .join('; ');

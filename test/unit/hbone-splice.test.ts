@@ -78,12 +78,18 @@ async function readBytes(socket: Socket, length: number): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-test('bulk chunks delivered in one turn reach the socket as one writev, in order', async (t) => {
+/** A tunnel-like stream spliced to a real socket, its writes counted, one turn later. */
+async function splicedToSocket(t: TestContext) {
   const { local, remote } = await socketPair(t);
   const tunnel = tunnelLike();
   void splice(tunnel, local);
   const counts = countWrites(local);
   await turn();
+  return { local, remote, tunnel, counts };
+}
+
+test('bulk chunks delivered in one turn reach the socket as one writev, in order', async (t) => {
+  const { remote, tunnel, counts } = await splicedToSocket(t);
   const pieces = Array.from({ length: 8 }, () => randomBytes(RECORD));
   for (const piece of pieces) tunnel.push(piece);
   const expected = Buffer.concat(pieces);
@@ -95,11 +101,7 @@ test('bulk chunks delivered in one turn reach the socket as one writev, in order
 });
 
 test('small chunks are written at once, not held for the turn', async (t) => {
-  const { local, remote } = await socketPair(t);
-  const tunnel = tunnelLike();
-  void splice(tunnel, local);
-  const counts = countWrites(local);
-  await turn();
+  const { local, remote, tunnel, counts } = await splicedToSocket(t);
   tunnel.push(Buffer.from('ping'));
   assert.equal(local.writableCorked, 0);
   assert.equal(counts.writes, 1, 'written within the same turn');
