@@ -163,7 +163,14 @@ export interface AgentConfig {
   metricsPort: number;
   readinessPort: number;
   logLevel: LogLevel;
+  /**
+   * V8's optimizing compiler (bin/meshd starts the agent without it): never, or from the moment
+   * the agent is ready (less CPU per request, more memory under load; docs/operations.md).
+   */
+  turbofan: TurbofanMode;
 }
+
+export type TurbofanMode = 'on-ready' | 'off';
 
 export interface ServerConfig {
   /** Address of both the gRPC API and the monitoring endpoint. */
@@ -271,6 +278,11 @@ export const agentSpec: Spec<AgentConfig> = {
   metricsPort: { env: 'METRICS_PORT', parse: parse.port, default: 15020 },
   readinessPort: { env: 'READINESS_PORT', parse: parse.port, default: 15021 },
   logLevel: { env: 'LOG_LEVEL', parse: logLevel, default: 'info' },
+  turbofan: {
+    env: 'AGENT_TURBOFAN',
+    parse: parse.oneOf<TurbofanMode>('off', 'on-ready'),
+    default: 'off',
+  },
 };
 
 export const loadAgentConfig = (env: Env): Readonly<AgentConfig> => readConfig(agentSpec, env);

@@ -3,6 +3,7 @@ import type { AgentConfig } from '../config.js';
 import { runUntilSignalled } from '../lifecycle.js';
 import type { LevelControl, Logger } from '../telemetry/index.js';
 import { startAgent } from './app.js';
+import { enableOptimizingCompiler } from './optimizing-compiler.js';
 
 export async function runAgent(
   config: Readonly<AgentConfig>,
@@ -13,5 +14,6 @@ export async function runAgent(
     { admin: handle.adminPort, metrics: handle.metricsPort, readiness: handle.readinessPort },
     'agent ready',
   );
+  enableOptimizingCompiler(config.turbofan, logger);
   await runUntilSignalled(handle, logger);
 }
