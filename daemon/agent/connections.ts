@@ -66,6 +66,7 @@ const workloadName = (p: Peer) => (p.workload ? `${p.namespace}/${p.workload}` :
 
 export class ConnectionTable {
   readonly #live = new Map<Socket, Entry>();
+  readonly #emptyWaiters = new Set<() => void>();
 
   /** Records a connection whose upstream is up; `socket` is its key for remove(). */
   add(connection: TrackedConnection): void {
@@ -74,6 +75,32 @@ export class ConnectionTable {
 
   remove(socket: Socket): void {
     this.#live.delete(socket);
+    if (this.#live.size > 0) return;
+    for (const done of this.#emptyWaiters) done();
+    this.#emptyWaiters.clear();
+  }
+
+  /** Tears down every connection still here (each then closes and gets its record). */
+  destroyAll(): void {
+    for (const socket of this.#live.keys()) socket.destroy();
+  }
+
+  /**
+   * Resolves once no connection is left (each removal comes right before the connection's
+   * access record), or after `timeoutMs` with how many are still there. A stopping agent waits
+   * here after tearing its connections down, so that their records are written before it exits.
+   */
+  settled(timeoutMs: number): Promise<number> {
+    if (this.#live.size === 0) return Promise.resolve(0);
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#emptyWaiters.delete(done);
+        resolve(this.#live.size);
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.#emptyWaiters.add(done);
+    });
   }
 
   get size(): number {

@@ -34,6 +34,9 @@ export interface DataplaneOptions {
 
 const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
 
+/** After tearing connections down on close(): how long to wait for their access records. */
+const SETTLE_AFTER_CLOSE_MS = 1_000;
+
 export class Dataplane {
   readonly metrics: DataplaneMetrics;
   readonly pool: HbonePool;
@@ -244,6 +247,14 @@ export class Dataplane {
     await outbound;
     this.#captured.clear();
     this.pool.destroy();
+    // Connections outside the pool and the HBONE servers (passthrough) have no drain of their
+    // own; they had the same time. What is cut here closes over the next event-loop turns and
+    // only then gets its access record (with its error); the process exits right after close().
+    this.connections.destroyAll();
+    const left = await this.connections.settled(SETTLE_AFTER_CLOSE_MS);
+    if (left > 0) {
+      this.#logger.warn({ connections: left }, 'connections still open when the agent stopped');
+    }
   }
 }
 

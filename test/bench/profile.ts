@@ -136,7 +136,9 @@ async function runLoad(lab: Lab, load: Load, target: (port: number) => Target): 
     case 'close': {
       const result = await wrk(lab, target(8080), seconds, load === 'close');
       completed[load] = result.requests;
-      return `${result.requestsPerSecond} req/s`;
+      const errors = Object.entries(result.socketErrors).filter(([, n]) => n > 0);
+      const shown = errors.map(([kind, n]) => `${kind} ${n}`).join(', ');
+      return `${result.requestsPerSecond} req/s${shown ? ` (wrk socket errors: ${shown})` : ''}`;
     }
     case 'rtt': {
       const r = await pingpong(lab, target(7000), 1, seconds, 10_000_000);

@@ -444,7 +444,7 @@ test('200 concurrent connections to one destination share at most 2 HBONE connec
   }
 });
 
-test('real protocols through the mesh: 1 GiB with equal sha256, half-close, server speaks first', async () => {
+test('real protocols through the mesh: 1 GiB with equal sha256, half-close, a FIN without data, server speaks first', async () => {
   const target = lab.member('n2-w1').ipv4;
   const sha = await tcpServer('n2-w1', 'sha', 9200);
   const echo = await tcpServer('n2-w1', 'echo', 9201);
@@ -457,6 +457,14 @@ test('real protocols through the mesh: 1 GiB with equal sha256, half-close, serv
     );
     assert.equal(big.received, big.sent, '1 GiB arrived intact');
     assert.deepEqual(await tcpClient('n1-w1', ['halfclose', target, '9201']), { echoed: 'ping' });
+    // A FIN before any data reaches the agent while it opens the tunnel: it must still get
+    // through (it was lost once, and the connection stayed open until the server timed out).
+    for (let i = 0; i < 5; i++) {
+      assert.deepEqual(await tcpClient('n1-w1', ['finonly', target, '9201'], 10_000), {
+        eof: true,
+        bytes: 0,
+      });
+    }
     assert.deepEqual(await tcpClient('n1-w1', ['banner', target, '9202']), {
       banner: 'HELLO from banner',
     });
@@ -987,6 +995,57 @@ test('an agent killed with SIGKILL: enrolled workloads send nothing in clear mea
     stop(echo);
     if (dump.exitCode === null) dump.kill('SIGKILL');
   }
+});
+
+test('SIGTERM: an open connection keeps flowing for the drain time, then is closed and logged before the agent exits', async () => {
+  const agent = agents.n1;
+  assert.ok(agent);
+  const echo = await tcpServer('n2-w1', 'echo', 9203);
+  const client = lab.spawn('n1-w1', [
+    process.execPath,
+    supportScript('tcp-client'),
+    'steady',
+    '100',
+    lab.member('n2-w1').ipv4,
+    '9203',
+  ]);
+  const events: Array<{ echo?: number; closed?: number; error?: string }> = [];
+  client.stdout?.on('data', (c: Buffer) => {
+    for (const line of c.toString().split('\n').filter(Boolean)) events.push(JSON.parse(line));
+  });
+  try {
+    await eventually(
+      'echoes flowing',
+      async () => events.length,
+      (n) => n >= 5,
+    );
+    const signalled = Date.now();
+    const exited = new Promise((r) => agent.once('exit', r));
+    agent.kill('SIGTERM');
+    await exited;
+    await eventually(
+      'the client saw its connection close',
+      async () => events.find((e) => e.closed),
+      (e) => e !== undefined,
+    );
+    const closed = events.find((e) => e.closed)?.closed ?? 0;
+    const lastEcho = Math.max(...events.map((e) => e.echo ?? 0));
+    // MESHD_DRAIN_TIMEOUT is 5 s by default: echoes go on through it, then the rest is closed.
+    assert.ok(lastEcho - signalled >= 4_000, `echoes for ${lastEcho - signalled} ms after SIGTERM`);
+    assert.ok(closed - signalled <= 8_000, `closed ${closed - signalled} ms after SIGTERM`);
+    const lines = logs.n1 ?? [];
+    const stopped = lines.findLastIndex((l) => l.includes('"msg":"agent stopped"'));
+    const record = lines.findLastIndex(
+      (l) => l.includes('"msg":"connection complete"') && l.includes(':9203"'),
+    );
+    assert.ok(record >= 0 && record < stopped, 'its access record came before the agent exited');
+    assert.match(lines[record] ?? '', /"error":/, 'the record says it was cut');
+  } finally {
+    stop(client);
+    stop(echo);
+  }
+  const again = startAgent('n1');
+  await waitForOutput(again, /"msg":"agent ready"/);
 });
 
 test('a restarted agent drops CNI workloads whose namespace went away while it was down', async () => {

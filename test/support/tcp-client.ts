@@ -5,6 +5,10 @@
  *   sha BYTES HOST PORT  stream BYTES random bytes (hashing them), end, read the server's sha256
  *   banner HOST PORT     read the server's first line before writing anything
  *   halfclose HOST PORT  write "ping", end our half, then read everything the echo sends back
+ *   finonly HOST PORT    end our half at once, writing nothing; print {eof} once the echo's end
+ *                        comes back (what a probe or a client with nothing to say does)
+ *   steady MS HOST PORT  write one byte every MS ms; print {echo: time} for each byte back and
+ *                        {closed: time, error?} when the connection ends (times: Date.now())
  *   twice MS HOST PORT   round-trip "a", print {first}, wait MS, round-trip "b" on the same
  *                        connection, print {second}
  */
@@ -76,6 +80,29 @@ async function halfclose(host: string, port: number) {
   out({ echoed: back });
 }
 
+async function finOnly(host: string, port: number) {
+  const s = await open(host, port);
+  let bytes = 0;
+  s.on('data', (c: Buffer) => {
+    bytes += c.length;
+  });
+  s.end();
+  await new Promise((r) => s.once('end', r));
+  out({ eof: true, bytes });
+}
+
+async function steady(ms: number, host: string, port: number) {
+  const s = await open(host, port);
+  s.on('data', () => out({ echo: Date.now() }));
+  const timer = setInterval(() => s.write('x'), ms);
+  const error = await new Promise<string | undefined>((resolve) => {
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    s.once('close', () => resolve(undefined));
+  });
+  clearInterval(timer);
+  out({ closed: Date.now(), ...(error ? { error } : {}) });
+}
+
 async function twice(ms: number, host: string, port: number) {
   const s = await open(host, port);
   const roundTrip = (byte: string) =>
@@ -96,6 +123,8 @@ const modes: Record<string, () => Promise<void>> = {
   sha: () => sha(Number(a), b, Number(c)),
   banner: () => banner(a, Number(b)),
   halfclose: () => halfclose(a, Number(b)),
+  finonly: () => finOnly(a, Number(b)),
+  steady: () => steady(Number(a), b, Number(c)),
   twice: () => twice(Number(a), b, Number(c)),
 };
 const run = (modes[mode ?? ''] ?? (() => Promise.reject(new Error(`unknown mode ${mode}`))))();

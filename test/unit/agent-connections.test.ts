@@ -104,3 +104,31 @@ test('counters are read when listed, not when added', () => {
   assert.equal(row?.destination.workload, '');
   assert.equal(row?.peerIdentity, '');
 });
+
+test('destroyAll tears every connection down; settled waits for the last removal, or gives up with the count', async () => {
+  const table = new ConnectionTable();
+  const destroyed: string[] = [];
+  const fake = (name: string) =>
+    ({ bytesRead: 0, bytesWritten: 0, destroy: () => destroyed.push(name) }) as unknown as Socket;
+  const a = fake('a');
+  const b = fake('b');
+  for (const s of [a, b]) {
+    table.add({
+      direction: 'outbound',
+      path: 'passthrough',
+      source: { ...web, ip: '10.40.1.2' },
+      sourcePort: 41000,
+      destination: { ...api, ip: '10.40.2.2', port: 8080, service: '' },
+      socket: s,
+      socketFaces: 'source',
+    });
+  }
+  assert.equal(await table.settled(20), 2, 'nothing removed: gives up after the timeout');
+  table.destroyAll();
+  assert.deepEqual(destroyed, ['a', 'b']);
+  const settled = table.settled(5_000);
+  table.remove(a);
+  setTimeout(() => table.remove(b), 10);
+  assert.equal(await settled, 0, 'resolves at the last removal, long before the timeout');
+  assert.equal(await table.settled(5_000), 0, 'an empty table is settled at once');
+});

@@ -132,3 +132,23 @@ test('a reader that stops reading pauses the tunnel side, and everything arrives
   for await (const chunk of remote) received += (chunk as Buffer).length;
   assert.equal(received, pushed);
 });
+
+test("a client's FIN that came before the splice (no data, nobody reading yet) still ends the tunnel", async (t) => {
+  const { local: client, remote: accepted } = await socketPair(t);
+  client.end(); // connect, then half-close at once: a probe, or a client that changed its mind
+  // Node reads the FIN as soon as it arrives and emits 'end' with nobody listening.
+  for (let i = 0; i < 100 && !accepted.readableEnded; i++) await turn();
+  assert.ok(accepted.readableEnded, "the accepted socket's 'end' came before the splice");
+  const tunnel = tunnelLike();
+  const finished = once(tunnel, 'finish');
+  void splice(accepted, tunnel);
+  const timeout = setTimeout(() => tunnel.destroy(new Error('the tunnel was never ended')), 2000);
+  try {
+    await finished;
+  } finally {
+    clearTimeout(timeout);
+  }
+  tunnel.push(null); // the peer ends its half too: the client sees EOF, the splice completes
+  const [eof] = await Promise.all([readBytes(client, 1), once(accepted, 'close')]);
+  assert.equal(eof.length, 0, 'the client got EOF and no bytes');
+});

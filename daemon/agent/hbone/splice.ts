@@ -87,9 +87,15 @@ function forward(from: Duplex, to: Duplex, counted: (bytes: number) => void): vo
     to.write(chunk);
     if (!gathering && full()) holdBack();
   });
-  from.once('end', () => {
+  const passEnd = () => {
     if (!to.destroyed && !to.writableEnded) to.end();
-  });
+  };
+  // A stream emits 'end' even with nobody reading once its peer's FIN arrives with nothing
+  // buffered: a client that half-closes while its tunnel is being set up (a probe, a client
+  // that sends nothing) ended before this listener existed, and waiting for 'end' would hold
+  // the tunnel, and the application's connection behind it, open for good.
+  if (from.readableEnded) passEnd();
+  else from.once('end', passEnd);
 }
 
 /** Both halves done: 'end' seen, and everything written flushed after end(). */
