@@ -10,7 +10,7 @@ import { describeError } from '../errors.js';
 import { connectFromNetns, listenInNetns, originalDst } from '../net/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { SecureContexts } from './contexts.js';
-import { HboneServer, splice } from './hbone/index.js';
+import { abortSide, HboneServer, splice } from './hbone/index.js';
 import {
   handlePlaintextInbound,
   hboneConnectHandler,
@@ -40,6 +40,8 @@ export class CapturedWorkload {
   /** Sockets accepted on this workload's listeners that are still open. */
   readonly #accepted = new Set<Socket>();
   #onAllClosed: (() => void) | undefined;
+  /** stop()'s drain: called once the last accepted socket has closed. */
+  readonly #drainWaiters = new Set<() => void>();
   #released = false;
   readonly #deps: CapturedDeps;
   readonly #servers: Server[] = [];
@@ -110,16 +112,28 @@ export class CapturedWorkload {
   }
 
   /**
-   * Stops accepting; lets HBONE streams finish for up to `drainMs` (GOAWAY tells peers to use
-   * new connections), then closes what is left. The capture rules stay.
+   * Stops accepting; lets every connection accepted on the listeners (outbound, inbound
+   * plaintext, HBONE) finish for up to `drainMs` (GOAWAY tells HBONE peers to use new
+   * connections), then resets what is left, connections still being set up included. The
+   * capture rules stay.
    */
   async stop(drainMs = 0): Promise<void> {
     for (const server of this.#servers.splice(0)) server.close();
-    if (drainMs > 0 && this.#hbone) {
-      await Promise.race([this.#hbone.close(), new Promise((r) => setTimeout(r, drainMs).unref())]);
+    void this.#hbone?.close().catch(() => {});
+    if (drainMs > 0 && this.#accepted.size > 0) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.#drainWaiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, drainMs);
+        this.#drainWaiters.add(done);
+      });
     }
     this.live.closeAll();
     this.#hbone?.destroy();
+    for (const socket of [...this.#accepted]) abortSide(socket);
   }
 
   /**
@@ -192,7 +206,9 @@ export class CapturedWorkload {
       this.#accepted.add(socket);
       socket.once('close', () => {
         this.#accepted.delete(socket);
-        if (this.#accepted.size === 0) this.#onAllClosed?.();
+        if (this.#accepted.size > 0) return;
+        this.#onAllClosed?.();
+        for (const done of [...this.#drainWaiters]) done();
       });
       handle(socket);
     };

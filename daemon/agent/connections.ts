@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Peer } from './dataplane-metrics.js';
+import { abortSide } from './hbone/index.js';
 
 export type ConnectionPath = 'hbone' | 'passthrough' | 'plaintext';
 
@@ -80,9 +81,12 @@ export class ConnectionTable {
     this.#emptyWaiters.clear();
   }
 
-  /** Tears down every connection still here (each then closes and gets its record). */
-  destroyAll(): void {
-    for (const socket of this.#live.keys()) socket.destroy();
+  /**
+   * Resets every connection still here (a TCP RST, so that nobody takes a cut stream for a
+   * complete one); each then closes and gets its record.
+   */
+  abortAll(): void {
+    for (const socket of [...this.#live.keys()]) abortSide(socket);
   }
 
   /**

@@ -235,8 +235,9 @@ export class Dataplane {
   }
 
   /**
-   * Stops serving: listeners close at once, live tunnels get up to `drainMs` to finish, then
-   * the rest is closed. Capture rules stay in place (fail closed) for the next agent to adopt.
+   * Stops serving: listeners close at once, live connections get up to `drainMs` to finish,
+   * then the rest is reset, each with its access record. Capture rules stay in place (fail
+   * closed) for the next agent to adopt.
    */
   async close(drainMs = 0): Promise<void> {
     this.#closed = true;
@@ -247,10 +248,10 @@ export class Dataplane {
     await outbound;
     this.#captured.clear();
     this.pool.destroy();
-    // Connections outside the pool and the HBONE servers (passthrough) have no drain of their
-    // own; they had the same time. What is cut here closes over the next event-loop turns and
-    // only then gets its access record (with its error); the process exits right after close().
-    this.connections.destroyAll();
+    // The workloads' stop() reset what the drain left; this catches anything not accepted on
+    // their listeners. A cut connection closes over the next event-loop turns and only then
+    // gets its access record (with its error), and the process exits right after close().
+    this.connections.abortAll();
     const left = await this.connections.settled(SETTLE_AFTER_CLOSE_MS);
     if (left > 0) {
       this.#logger.warn({ connections: left }, 'connections still open when the agent stopped');

@@ -997,52 +997,64 @@ test('an agent killed with SIGKILL: enrolled workloads send nothing in clear mea
   }
 });
 
-test('SIGTERM: an open connection keeps flowing for the drain time, then is closed and logged before the agent exits', async () => {
+test('SIGTERM: open connections (HBONE and passthrough) keep flowing for the drain time, then are reset and logged before the agent exits', async () => {
   const agent = agents.n1;
   assert.ok(agent);
-  const echo = await tcpServer('n2-w1', 'echo', 9203);
-  const client = lab.spawn('n1-w1', [
-    process.execPath,
-    supportScript('tcp-client'),
-    'steady',
-    '100',
-    lab.member('n2-w1').ipv4,
-    '9203',
-  ]);
-  const events: Array<{ echo?: number; closed?: number; error?: string }> = [];
-  client.stdout?.on('data', (c: Buffer) => {
-    for (const line of c.toString().split('\n').filter(Boolean)) events.push(JSON.parse(line));
-  });
+  // n2-w1 is in the mesh (HBONE); n2-w2 is not (passthrough, no tunnel to drain through).
+  const servers = [await tcpServer('n2-w1', 'echo', 9203), await tcpServer('n2-w2', 'echo', 9204)];
+  const steady = (target: string, port: number) => {
+    const child = lab.spawn('n1-w1', [
+      process.execPath,
+      supportScript('tcp-client'),
+      'steady',
+      '100',
+      lab.member(target).ipv4,
+      String(port),
+    ]);
+    const events: Array<{ echo?: number; closed?: number; error?: string }> = [];
+    child.stdout?.on('data', (c: Buffer) => {
+      for (const line of c.toString().split('\n').filter(Boolean)) events.push(JSON.parse(line));
+    });
+    return { child, events };
+  };
+  const clients = [steady('n2-w1', 9203), steady('n2-w2', 9204)];
   try {
-    await eventually(
-      'echoes flowing',
-      async () => events.length,
-      (n) => n >= 5,
-    );
+    for (const { events } of clients) {
+      await eventually(
+        'echoes flowing',
+        async () => events.length,
+        (n) => n >= 5,
+      );
+    }
     const signalled = Date.now();
-    const exited = new Promise((r) => agent.once('exit', r));
+    // 'close', not 'exit': the agent's last log lines may still be in the pipe at 'exit'.
+    const closed = new Promise((r) => agent.once('close', r));
     agent.kill('SIGTERM');
-    await exited;
-    await eventually(
-      'the client saw its connection close',
-      async () => events.find((e) => e.closed),
-      (e) => e !== undefined,
-    );
-    const closed = events.find((e) => e.closed)?.closed ?? 0;
-    const lastEcho = Math.max(...events.map((e) => e.echo ?? 0));
-    // MESHD_DRAIN_TIMEOUT is 5 s by default: echoes go on through it, then the rest is closed.
-    assert.ok(lastEcho - signalled >= 4_000, `echoes for ${lastEcho - signalled} ms after SIGTERM`);
-    assert.ok(closed - signalled <= 8_000, `closed ${closed - signalled} ms after SIGTERM`);
+    await closed;
     const lines = logs.n1 ?? [];
     const stopped = lines.findLastIndex((l) => l.includes('"msg":"agent stopped"'));
-    const record = lines.findLastIndex(
-      (l) => l.includes('"msg":"connection complete"') && l.includes(':9203"'),
-    );
-    assert.ok(record >= 0 && record < stopped, 'its access record came before the agent exited');
-    assert.match(lines[record] ?? '', /"error":/, 'the record says it was cut');
+    for (const [i, { events }] of clients.entries()) {
+      const port = i === 0 ? 9203 : 9204;
+      await eventually(
+        `the client of :${port} saw its connection end`,
+        async () => events.find((e) => e.closed),
+        (e) => e !== undefined,
+      );
+      const end = events.find((e) => e.closed);
+      const lastEcho = Math.max(...events.map((e) => e.echo ?? 0));
+      // MESHD_DRAIN_TIMEOUT is 5 s by default: echoes go on through it, then the rest is reset.
+      assert.ok(lastEcho - signalled >= 4_000, `:${port}: echoes for ${lastEcho - signalled} ms`);
+      assert.ok((end?.closed ?? 0) - signalled <= 8_000, `:${port}: ended too late`);
+      assert.equal(end?.error, 'ECONNRESET', `:${port}: cut with a reset, not a clean end`);
+      const record = lines.findLastIndex(
+        (l) => l.includes('"msg":"connection complete"') && l.includes(`:${port}"`),
+      );
+      assert.ok(record >= 0 && record < stopped, `:${port}: logged before the agent exited`);
+      assert.match(lines[record] ?? '', /"error":/, `:${port}: the record says it was cut`);
+    }
   } finally {
-    stop(client);
-    stop(echo);
+    for (const { child } of clients) stop(child);
+    for (const server of servers) stop(server);
   }
   const again = startAgent('n1');
   await waitForOutput(again, /"msg":"agent ready"/);

@@ -105,9 +105,10 @@ test('counters are read when listed, not when added', () => {
   assert.equal(row?.peerIdentity, '');
 });
 
-test('destroyAll tears every connection down; settled waits for the last removal, or gives up with the count', async () => {
+test('abortAll resets every connection; settled waits for the last removal, or gives up with the count', async () => {
   const table = new ConnectionTable();
   const destroyed: string[] = [];
+  // abortSide() destroys what is not a connected TCP socket (a net.Socket gets a reset).
   const fake = (name: string) =>
     ({ bytesRead: 0, bytesWritten: 0, destroy: () => destroyed.push(name) }) as unknown as Socket;
   const a = fake('a');
@@ -124,7 +125,7 @@ test('destroyAll tears every connection down; settled waits for the last removal
     });
   }
   assert.equal(await table.settled(20), 2, 'nothing removed: gives up after the timeout');
-  table.destroyAll();
+  table.abortAll();
   assert.deepEqual(destroyed, ['a', 'b']);
   const settled = table.settled(5_000);
   table.remove(a);

@@ -152,3 +152,26 @@ test("a client's FIN that came before the splice (no data, nobody reading yet) s
   const [eof] = await Promise.all([readBytes(client, 1), once(accepted, 'close')]);
   assert.equal(eof.length, 0, 'the client got EOF and no bytes');
 });
+
+test('a tunnel reset before the splice began (its "aborted" unheard) resets the client, never ends it cleanly', async (t) => {
+  const { local: client, remote: accepted } = await socketPair(t);
+  // What Node leaves of an HTTP/2 stream reset by the peer while the agent was still busy
+  // (connecting upstream): flagged aborted, readable half ended, not yet destroyed.
+  const tunnel = Object.assign(tunnelLike(), {
+    rstCode: 0,
+    session: {},
+    aborted: true,
+    close(this: Duplex) {
+      this.destroy();
+    },
+  });
+  tunnel.push(null);
+  tunnel.resume();
+  await once(tunnel, 'end');
+  assert.ok(tunnel.readableEnded && !tunnel.destroyed);
+  const failed = once(client, 'error') as Promise<[NodeJS.ErrnoException]>;
+  const result = await splice(accepted, tunnel);
+  assert.match(String(result.error?.message), /Premature close/);
+  const [err] = await failed;
+  assert.equal(err.code, 'ECONNRESET', 'the client got a reset, not a FIN');
+});

@@ -152,6 +152,9 @@ export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
       if (isHttp2Stream(side)) side.once('aborted', () => fail(error ?? prematureClose()));
       if (side.destroyed) queueMicrotask(onClose);
       else side.once('close', onClose);
+      // Reset before the splice began (its 'aborted' passed unheard, and its readable half
+      // ended as if cleanly): fail now, before forward() could pass that end on as a FIN.
+      if (isHttp2Stream(side) && side.aborted && !side.destroyed) fail(error ?? prematureClose());
     };
     watch(a, b);
     watch(b, a);
