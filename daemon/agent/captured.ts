@@ -131,7 +131,7 @@ export class CapturedWorkload {
         this.#drainWaiters.add(done);
       });
     }
-    this.live.closeAll();
+    this.live.closeAll('the agent is stopping: the drain time is over');
     this.#hbone?.destroy();
     for (const socket of [...this.#accepted]) abortSide(socket);
   }

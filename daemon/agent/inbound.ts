@@ -56,8 +56,8 @@ export class LiveConnections {
     return closed;
   }
 
-  closeAll(): void {
-    for (const c of [...this.#live]) c.close('workload released', undefined);
+  closeAll(reason: string): void {
+    for (const c of [...this.#live]) c.close(reason, undefined);
     this.#live.clear();
   }
 
