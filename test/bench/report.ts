@@ -261,17 +261,27 @@ function perRoundRatios(
   return ratios.length > 0 ? ratios.join(', ') : '—';
 }
 
+/** "yes" or "no" by the issue's rule (medians), "—" when a figure is missing. */
+function met(value: number | undefined, bound: number, rule: 'atLeast' | 'atMost'): string {
+  if (value === undefined || !Number.isFinite(value)) return '—';
+  return (rule === 'atLeast' ? value >= bound : value <= bound) ? 'yes' : 'no';
+}
+
 export function targetsTable(s: Summary, memory: AgentMemory): string {
   const { idle } = memory;
   const best = (id: string) => s.bestPeer[id];
   const value = (id: string, c: string | undefined) => (c ? s.metrics[id]?.[c]?.median : undefined);
-  const versus = (id: string, label: string, digits: number) => {
+  const versus = (id: string, label: string, digits: number, atLeast: number) => {
     const peer = best(id);
+    const mine = value(id, 'meshd');
+    const theirs = value(id, peer);
     return [
       label,
-      fmt(value(id, 'meshd'), digits),
-      peer ? `${fmt(value(id, peer), digits)} (${peer})` : '—',
-      ratio(value(id, 'meshd'), value(id, peer)),
+      `≥ ${atLeast}× the best peer`,
+      fmt(mine, digits),
+      peer ? `${fmt(theirs, digits)} (${peer})` : '—',
+      ratio(mine, theirs),
+      met(mine !== undefined && theirs ? mine / theirs : undefined, atLeast, 'atLeast'),
       perRoundRatios(s, id, 'higher'),
     ];
   };
@@ -281,32 +291,52 @@ export function targetsTable(s: Summary, memory: AgentMemory): string {
   const bestAdded = addedPeers.sort(
     (a, b) => (s.addedP50['1B'][a] ?? 0) - (s.addedP50['1B'][b] ?? 0),
   )[0];
+  const addedMine = s.addedP50['1B'].meshd;
+  const addedBest = bestAdded ? s.addedP50['1B'][bestAdded] : undefined;
   const fourStream = s.usage['throughput-4']?.meshd?.peakRssMiB;
+  const fourStreamWorst =
+    memory.firstFourStreamPeakMiB !== undefined && fourStream !== undefined
+      ? Math.max(memory.firstFourStreamPeakMiB, fourStream)
+      : undefined;
   return table(
-    ['target', 'meshd', 'best peer', 'meshd ÷ best peer', "per round: ÷ that round's best peer"],
     [
-      versus('keepalive-rps', 'HTTP keep-alive requests/s', 0),
-      versus('close-cps', 'new connections/s', 0),
-      versus('gbps-1', '1-stream throughput, Gb/s', 2),
+      'target',
+      'goal',
+      'meshd',
+      'best peer',
+      'meshd ÷ best peer',
+      'met',
+      "per round: ÷ that round's best peer",
+    ],
+    [
+      versus('keepalive-rps', 'HTTP keep-alive requests/s', 0, 1.1),
+      versus('close-cps', 'new connections/s', 0, 2),
+      versus('gbps-1', '1-stream throughput, Gb/s', 2, 1),
       [
         'p50 added latency, 1 B round trip, µs',
-        fmt(s.addedP50['1B'].meshd, 0),
-        bestAdded ? `${fmt(s.addedP50['1B'][bestAdded], 0)} (${bestAdded})` : '—',
-        ratio(s.addedP50['1B'].meshd, bestAdded ? s.addedP50['1B'][bestAdded] : undefined),
+        '≤ the best peer',
+        fmt(addedMine, 0),
+        bestAdded ? `${fmt(addedBest, 0)} (${bestAdded})` : '—',
+        ratio(addedMine, addedBest),
+        met(addedMine !== undefined && addedBest ? addedMine / addedBest : undefined, 1, 'atMost'),
         perRoundRatios(s, 'rtt1-p50', 'lower', (v, round) => v - directP50(round)),
       ],
       [
-        `agent RSS idle, ${idle?.workloads ?? 20} enrolled workloads, MiB (target ≤ 80)`,
+        `agent RSS idle, ${idle?.workloads ?? 20} enrolled workloads, MiB`,
+        '≤ 80 MiB',
         idle?.error ? `error: ${idle.error}` : fmt(idle?.medianRssMiB, 0),
         '—',
         '—',
+        met(idle?.error ? undefined : idle?.medianRssMiB, 80, 'atMost'),
         '—',
       ],
       [
-        'agent peak RSS during the 4-stream run, MiB (target ≤ 128): round 1 / median of rounds',
+        'agent peak RSS during the 4-stream run, MiB: round 1 / median of rounds',
+        '≤ 128 MiB',
         `${fmt(memory.firstFourStreamPeakMiB, 0)} / ${fmt(fourStream, 0)}`,
         '—',
         '—',
+        met(fourStreamWorst, 128, 'atMost'),
         '—',
       ],
     ],
