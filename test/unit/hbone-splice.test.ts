@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { type TestContext, test } from 'node:test';
-import { splice } from '../../daemon/agent/hbone/index.js';
+import { abortSide, splice } from '../../daemon/agent/hbone/index.js';
 
 const RECORD = 16 * 1024 - 9;
 const turn = () => new Promise((resolve) => setImmediate(resolve));
@@ -174,4 +174,20 @@ test('a tunnel reset before the splice began (its "aborted" unheard) resets the 
   assert.match(String(result.error?.message), /Premature close/);
   const [err] = await failed;
   assert.equal(err.code, 'ECONNRESET', 'the client got a reset, not a FIN');
+});
+
+test('abortSide on a socket whose FIN is still on its way closes it (no reset refused, no leaked handle)', async (t) => {
+  const { local } = await socketPair(t);
+  local.on('error', () => {});
+  local.end();
+  await new Promise<void>((resolve) => process.nextTick(resolve)); // the shutdown is in flight
+  const closed = new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 2000);
+    local.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  abortSide(local);
+  assert.equal(await closed, true, "'close' came: the handle was closed");
 });

@@ -8,6 +8,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, type TestContext, test } from 'node:test';
 import type { SecureContext, TLSSocket } from 'node:tls';
 import {
+  abortSide,
   type ConnectDecision,
   type ConnectRequest,
   formatBaggage,
@@ -152,6 +153,18 @@ function hbonePool(
   });
   defer(() => pool.destroy());
   return pool;
+}
+
+/** Whether the socket emits 'close' (or has) within `ms`: a socket that never does leaks. */
+function closesWithin(socket: Socket, ms: number): Promise<boolean> {
+  if (socket.closed) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
 }
 
 function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
@@ -646,4 +659,27 @@ test('a decision that takes too long is answered 503 and its signal aborted', as
     (e: unknown) => e instanceof HboneRefusedError && e.status === 503,
   );
   assert.equal(aborted, true);
+});
+
+test('a tunnel the outbound side aborts right after the answer (its client already gone) closes the upstream connection too', async (t) => {
+  const defer = cleanups(t);
+  const upstream = await tcpServer(defer, echo);
+  const agentSide: Socket[] = [];
+  const { port } = await hboneServer(defer, {
+    onConnect: async () => {
+      const s = await tcpConnect(upstream.port);
+      agentSide.push(s);
+      return { status: 200, upstream: s };
+    },
+  });
+  const pool = hbonePool(defer);
+  const tunnel = await pool.connect({
+    key: keyFor(port),
+    authority: `127.0.0.1:${upstream.port}`,
+  });
+  abortSide(tunnel); // what splice does when the client's socket was destroyed meanwhile
+  await waitFor(() => agentSide.length === 1);
+  const up = agentSide[0] as Socket;
+  up.on('error', () => {});
+  assert.equal(await closesWithin(up, 3000), true, "the inbound side's upstream socket closed");
 });

@@ -33,6 +33,12 @@ export function abortSide(side: Duplex, err?: Error): void {
     // stream is destroyed only on the next turn.
     if (!side.closed) side.close(h2.NGHTTP2_CONNECT_ERROR);
     else setImmediate(() => side.destroy());
+  } else if (side instanceof Socket && side.writableEnded) {
+    // No reset once the writing half has ended: libuv refuses it while the shutdown is in
+    // flight (EINVAL), and Node then drops the handle without closing it: no 'close' ever,
+    // and the fd, the access record and the connection's table entries leak. A peer that
+    // already has our FIN gets a plain close.
+    side.destroy();
   } else if (side instanceof Socket && !side.connecting && side.readyState !== 'closed') {
     try {
       side.resetAndDestroy();
