@@ -192,7 +192,7 @@ export class CapturedWorkload {
       allowHalfOpen: true,
     }).then(
       (upstream) => void splice(client, upstream),
-      () => client.destroy(),
+      () => abortSide(client),
     );
   }
 

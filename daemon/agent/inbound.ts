@@ -12,7 +12,7 @@ import { type ConnectionAttributes, evaluate } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { ConnectionTable } from './connections.js';
 import type { ConnectionRecord, DataplaneMetrics } from './dataplane-metrics.js';
-import { type ConnectDecision, type ConnectRequest, splice } from './hbone/index.js';
+import { abortSide, type ConnectDecision, type ConnectRequest, splice } from './hbone/index.js';
 import { AGENT_PORT_SET, type LocalWorkload, peerOf, plainIp } from './workload-view.js';
 
 export interface InboundDeps {
@@ -254,7 +254,7 @@ export function handlePlaintextInbound(
   const decision = decideFor(deps, workload)(attributes);
   if (!decision.allowed) {
     deps.metrics.denied.inc({ reason: decision.reason, policy: decision.policy ?? '' });
-    client.destroy();
+    abortSide(client);
     deps.metrics.finish({
       ...record,
       sentBytes: 0,
@@ -269,7 +269,7 @@ export function handlePlaintextInbound(
   toApplication(deps, workload, live, attributes, record, started, client.remotePort).then(
     (upstream) => void splice(client, upstream),
     (err: unknown) => {
-      client.destroy();
+      abortSide(client);
       deps.metrics.finish({
         ...record,
         sentBytes: 0,

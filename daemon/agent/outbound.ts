@@ -19,7 +19,7 @@ import type { Logger } from '../telemetry/index.js';
 import type { Balancer } from './balancer.js';
 import type { ConnectionTable } from './connections.js';
 import type { ConnectionRecord, DataplaneMetrics, Peer } from './dataplane-metrics.js';
-import { type HbonePool, splice } from './hbone/index.js';
+import { abortSide, type HbonePool, splice } from './hbone/index.js';
 import type { ConnectionLimiter } from './limits.js';
 import {
   AGENT_PORT_SET,
@@ -64,8 +64,10 @@ export function handleOutbound(
   const started = performance.now();
   client.on('error', () => {}); // reported through the record below
   const slot = limiter.admit();
+  // Every refusal below resets the client (TCP RST): its connect already succeeded against the
+  // capture, and a plain close would read as an empty but complete answer.
   if ('refused' in slot) {
-    client.destroy();
+    abortSide(client);
     deps.metrics.rejected.inc({ listener: 'outbound', reason: 'overflow' });
     deps.logger.warn(
       { workload: source.ref, reason: slot.refused },
@@ -112,7 +114,7 @@ export function handleOutbound(
     });
 
   if (AGENT_PORT_SET.has(dst.port)) {
-    client.destroy();
+    abortSide(client);
     record({ ...emptyPeer(dstIp), port: dst.port, service: '' }, 'refused', {
       responseFlags: 'DENY',
       error: `calls to the agent's own port ${dst.port} are refused`,
@@ -188,7 +190,7 @@ async function toService(
     .slice(0, deps.maxAttempts)
     .map((ip) => ({ ip, port: targetPort, workload: byIp.get(ip), service }));
   if (targets.length === 0) {
-    client.destroy();
+    abortSide(client);
     deps.metrics.finish({
       direction: 'outbound',
       transport: 'hbone',
@@ -297,7 +299,7 @@ async function viaHbone(
     });
     return;
   }
-  client.destroy();
+  abortSide(client);
   const last = targets.at(-1);
   deps.metrics.finish({
     direction: 'outbound',
@@ -346,7 +348,7 @@ async function passthrough(
       allowHalfOpen: true,
     });
   } catch (err) {
-    client.destroy();
+    abortSide(client);
     deps.metrics.finish({
       direction: 'outbound',
       transport: 'passthrough',

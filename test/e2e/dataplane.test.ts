@@ -444,7 +444,7 @@ test('200 concurrent connections to one destination share at most 2 HBONE connec
   }
 });
 
-test('real protocols through the mesh: 1 GiB with equal sha256, half-close, a FIN without data, server speaks first', async () => {
+test('real protocols through the mesh: 1 GiB with equal sha256, half-close, a FIN without data, a refused port, server speaks first', async () => {
   const target = lab.member('n2-w1').ipv4;
   const sha = await tcpServer('n2-w1', 'sha', 9200);
   const echo = await tcpServer('n2-w1', 'echo', 9201);
@@ -457,6 +457,12 @@ test('real protocols through the mesh: 1 GiB with equal sha256, half-close, a FI
     );
     assert.equal(big.received, big.sent, '1 GiB arrived intact');
     assert.deepEqual(await tcpClient('n1-w1', ['halfclose', target, '9201']), { echoed: 'ping' });
+    // Nothing listens there: the client's connect succeeded against the capture, and the
+    // failure must reach it as a reset, never as a clean (empty) end.
+    assert.equal(
+      (await tcpClient('n1-w1', ['steady', '1000', target, '9299'], 10_000)).error,
+      'ECONNRESET',
+    );
     // A FIN before any data reaches the agent while it opens the tunnel: it must still get
     // through (it was lost once, and the connection stayed open until the server timed out).
     for (let i = 0; i < 5; i++) {
