@@ -102,6 +102,11 @@ async function toApplication(
   }).then((upstream) => {
     deps.metrics.opened({ ...record, responseFlags: '-' });
     let closedBy: { reason: string; policy: string | undefined } | undefined;
+    // The application's own failure (a reset, a broken pipe): the record says so.
+    let failed: Error | undefined;
+    upstream.on('error', (err: Error) => {
+      failed ??= err;
+    });
     const remove = live.add({
       attributes,
       close(reason, policy) {
@@ -128,7 +133,7 @@ async function toApplication(
         receivedBytes: upstream.bytesWritten,
         durationMs: performance.now() - started,
         responseFlags: closedBy?.policy ? 'DENY' : '-',
-        error: closedBy ? `closed: ${closedBy.reason}` : undefined,
+        error: closedBy ? `closed: ${closedBy.reason}` : failed?.message,
         policy: closedBy?.policy,
       });
     });

@@ -463,6 +463,25 @@ test('real protocols through the mesh: 1 GiB with equal sha256, half-close, a FI
       (await tcpClient('n1-w1', ['steady', '1000', target, '9299'], 10_000)).error,
       'ECONNRESET',
     );
+    // The application resets after answering: the client gets the answer, then a reset, and
+    // both agents' records name the error.
+    const resetting = await tcpServer('n2-w1', 'reset', 9206);
+    try {
+      const seen = await tcpClient('n1-w1', ['steady', '1000', target, '9206'], 10_000);
+      assert.equal(seen.error, 'ECONNRESET');
+      for (const node of ['n1', 'n2']) {
+        await eventually(
+          `${node} logged the reset`,
+          async () =>
+            logs[node]?.find(
+              (l) => l.includes('"msg":"connection complete"') && l.includes(':9206"'),
+            ),
+          (l) => /"error":"[^"]*(ECONNRESET|CONNECT_ERROR|Premature)/.test(l ?? ''),
+        );
+      }
+    } finally {
+      stop(resetting);
+    }
     // A FIN before any data reaches the agent while it opens the tunnel: it must still get
     // through (it was lost once, and the connection stayed open until the server timed out).
     for (let i = 0; i < 5; i++) {

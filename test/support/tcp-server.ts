@@ -3,6 +3,7 @@
  *   echo    echoes bytes; when the client ends its half, ends ours (half-close honoured)
  *   banner  says "HELLO from banner\n" first (server speaks first), then echoes
  *   sha     hashes everything received; when the client ends, answers the sha256 hex and ends
+ *   reset   says "bye\n", then resets the connection (TCP RST) 100 ms later
  */
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
@@ -14,6 +15,11 @@ const server = createServer({ allowHalfOpen: true }, (socket) => {
     const hash = createHash('sha256');
     socket.on('data', (c: Buffer) => hash.update(c));
     socket.on('end', () => socket.end(`${hash.digest('hex')}\n`));
+    return;
+  }
+  if (mode === 'reset') {
+    socket.write('bye\n');
+    setTimeout(() => socket.resetAndDestroy(), 100);
     return;
   }
   if (mode === 'banner') socket.write('HELLO from banner\n');

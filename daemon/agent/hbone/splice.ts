@@ -100,8 +100,17 @@ function forward(from: Duplex, to: Duplex, counted: (bytes: number) => void): vo
   // buffered: a client that half-closes while its tunnel is being set up (a probe, a client
   // that sends nothing) ended before this listener existed, and waiting for 'end' would hold
   // the tunnel, and the application's connection behind it, open for good.
-  if (from.readableEnded) passEnd();
-  else from.once('end', passEnd);
+  // An HTTP/2 stream reset by its peer can end its readable half a moment before it reports the
+  // reset: Node's close(code) sends END_STREAM, then RST_STREAM, and both arrive in one read.
+  // One event-loop turn later 'aborted' has come, and the other side gets a reset, not a FIN.
+  const onEnd = isHttp2Stream(from)
+    ? () =>
+        setImmediate(() => {
+          if (!from.aborted) passEnd();
+        })
+    : passEnd;
+  if (from.readableEnded) onEnd();
+  else from.once('end', onEnd);
 }
 
 /** Both halves done: 'end' seen, and everything written flushed after end(). */
