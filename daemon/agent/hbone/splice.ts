@@ -96,10 +96,6 @@ function forward(from: Duplex, to: Duplex, counted: (bytes: number) => void): vo
   const passEnd = () => {
     if (!to.destroyed && !to.writableEnded) to.end();
   };
-  // A stream emits 'end' even with nobody reading once its peer's FIN arrives with nothing
-  // buffered: a client that half-closes while its tunnel is being set up (a probe, a client
-  // that sends nothing) ended before this listener existed, and waiting for 'end' would hold
-  // the tunnel, and the application's connection behind it, open for good.
   // An HTTP/2 stream reset by its peer can end its readable half a moment before it reports the
   // reset: Node's close(code) sends END_STREAM, then RST_STREAM, and both arrive in one read.
   // One event-loop turn later 'aborted' has come, and the other side gets a reset, not a FIN.
@@ -109,6 +105,10 @@ function forward(from: Duplex, to: Duplex, counted: (bytes: number) => void): vo
           if (!from.aborted) passEnd();
         })
     : passEnd;
+  // A stream emits 'end' even with nobody reading once its peer's FIN arrives with nothing
+  // buffered: a client that half-closes while its tunnel is being set up (a probe, a client
+  // that sends nothing) ended before this listener existed, and waiting for 'end' would hold
+  // the tunnel, and the application's connection behind it, open for good.
   if (from.readableEnded) onEnd();
   else from.once('end', onEnd);
 }
