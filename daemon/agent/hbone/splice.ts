@@ -3,7 +3,8 @@
  * socket, or two of either) with back-pressure and half-close: when one side ends its writing
  * half, the other side's writing half is ended and the opposite direction keeps flowing until
  * it ends too. A real error on one side aborts the other: an HTTP/2 stream gets RST_STREAM
- * CONNECT_ERROR, a TCP socket a TCP RST (RFC 9113 §8.5). Normal ends never reset anything.
+ * CONNECT_ERROR, a TCP socket a TCP RST (RFC 9113 §8.5; one that has already sent its FIN, a
+ * plain close). Normal ends never reset anything.
  */
 import { type Http2Stream, constants as h2 } from 'node:http2';
 import { Socket } from 'node:net';
