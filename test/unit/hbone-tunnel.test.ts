@@ -21,6 +21,7 @@ import {
   type HboneServerOptions,
   hboneSecureContext,
   type PoolKey,
+  splice,
 } from '../../daemon/agent/hbone/index.js';
 import { issueTestSvid, makeTestCa, type TestCa } from '../support/pki.js';
 
@@ -682,4 +683,31 @@ test('a tunnel the outbound side aborts right after the answer (its client alrea
   const up = agentSide[0] as Socket;
   up.on('error', () => {});
   assert.equal(await closesWithin(up, 3000), true, "the inbound side's upstream socket closed");
+});
+
+test('an application that resets after answering: the client behind the tunnel gets the answer, then a reset', async (t) => {
+  const defer = cleanups(t);
+  const upstream = await tcpServer(defer, (s) => {
+    s.write('bye\n');
+    setTimeout(() => s.resetAndDestroy(), 100);
+  });
+  const { port } = await hboneServer(defer, { upstreamPort: upstream.port });
+  const pool = hbonePool(defer);
+  const tunnel = await pool.connect({ key: keyFor(port), authority: `127.0.0.1:${upstream.port}` });
+  // The inbound side aborts the stream with close(CONNECT_ERROR), which sends END_STREAM and
+  // then RST_STREAM: the END_STREAM must not reach the client as a FIN first.
+  const app = await tcpServer(defer, () => {});
+  const client = await tcpConnect(app.port);
+  await waitFor(() => app.sockets.size === 1);
+  let answer = '';
+  client.on('data', (c: Buffer) => {
+    answer += c.toString();
+  });
+  const outcome = new Promise<string>((resolve) => {
+    client.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    client.once('end', () => resolve('end (a FIN)'));
+  });
+  void splice([...app.sockets][0] as Socket, tunnel);
+  assert.equal(await outcome, 'ECONNRESET');
+  assert.equal(answer, 'bye\n');
 });
