@@ -464,7 +464,7 @@ test('real protocols through the mesh: 1 GiB with equal sha256, half-close, a FI
       'ECONNRESET',
     );
     // The application resets after answering: both agents' records name the error. (The
-    // client gets the answer, and in this lab a FIN before the reset: see docs/dataplane.md.)
+    // client gets the answer, and in this lab often a FIN before the reset: docs/dataplane.md.)
     const resetting = await tcpServer('n2-w1', 'reset', 9206);
     try {
       const seen = await tcpClient('n1-w1', ['steady', '1000', target, '9206'], 10_000);
