@@ -39,9 +39,8 @@ export class CapturedWorkload {
   readonly #limiter: ConnectionLimiter;
   /** Sockets accepted on this workload's listeners that are still open. */
   readonly #accepted = new Set<Socket>();
-  #onAllClosed: (() => void) | undefined;
-  /** stop()'s drain: called once the last accepted socket has closed. */
-  readonly #drainWaiters = new Set<() => void>();
+  /** Called once the last accepted socket has closed (see #allClosed). */
+  readonly #allClosedWaiters = new Set<() => void>();
   #released = false;
   readonly #deps: CapturedDeps;
   readonly #servers: Server[] = [];
@@ -120,17 +119,7 @@ export class CapturedWorkload {
   async stop(drainMs = 0): Promise<void> {
     for (const server of this.#servers.splice(0)) server.close();
     void this.#hbone?.close().catch(() => {});
-    if (drainMs > 0 && this.#accepted.size > 0) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          this.#drainWaiters.delete(done);
-          resolve();
-        };
-        const timer = setTimeout(done, drainMs);
-        this.#drainWaiters.add(done);
-      });
-    }
+    if (drainMs > 0) await this.#allClosed(drainMs);
     this.live.closeAll('the agent is stopping: the drain time is over');
     this.#hbone?.destroy();
     for (const socket of [...this.#accepted]) abortSide(socket);
@@ -163,12 +152,21 @@ export class CapturedWorkload {
       await finish();
       return;
     }
-    const deadline = setTimeout(() => void finish(), maxWaitMs).unref();
-    this.#onAllClosed = () => {
-      this.#onAllClosed = undefined;
-      clearTimeout(deadline);
-      void finish();
-    };
+    void this.#allClosed(maxWaitMs).then(finish);
+  }
+
+  /** Resolves once every accepted socket has closed, or after `timeoutMs`. */
+  #allClosed(timeoutMs: number): Promise<void> {
+    if (this.#accepted.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#allClosedWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs).unref();
+      this.#allClosedWaiters.add(done);
+    });
   }
 
   /** After release: a new connection goes where it was going, unmeshed. */
@@ -207,8 +205,7 @@ export class CapturedWorkload {
       socket.once('close', () => {
         this.#accepted.delete(socket);
         if (this.#accepted.size > 0) return;
-        this.#onAllClosed?.();
-        for (const done of [...this.#drainWaiters]) done();
+        for (const done of [...this.#allClosedWaiters]) done();
       });
       handle(socket);
     };
