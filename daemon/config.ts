@@ -168,6 +168,11 @@ export interface AgentConfig {
    * the agent is ready (less CPU per request, more memory under load; docs/operations.md).
    */
   turbofan: TurbofanMode;
+  /**
+   * Threads that carry captured traffic: the main thread plus worker threads, each with its
+   * own SO_REUSEPORT listeners and HBONE pool (docs/dataplane.md "Data-path threads").
+   */
+  threads: number;
 }
 
 export type TurbofanMode = 'on-ready' | 'off';
@@ -283,6 +288,7 @@ export const agentSpec: Spec<AgentConfig> = {
     parse: parse.oneOf<TurbofanMode>('off', 'on-ready'),
     default: 'off',
   },
+  threads: { env: 'AGENT_THREADS', parse: parse.int(1, 64), default: 1 },
 };
 
 export const loadAgentConfig = (env: Env): Readonly<AgentConfig> => readConfig(agentSpec, env);

@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import type { AgentConfig, LogLevel } from '../config.js';
-import { MeshdError } from '../errors.js';
+import { describeError, MeshdError } from '../errors.js';
 import type { CertificateStatus } from '../identity/index.js';
 import { trimMallocArenas } from '../net/index.js';
 import { RegistryClient } from '../proto/index.js';
@@ -22,10 +22,11 @@ import {
   startHttpEndpoint,
 } from '../telemetry/index.js';
 import { CniEndpoint } from './cni-endpoint.js';
-import { Dataplane } from './dataplane.js';
+import { Dataplane, type DataplaneOptions } from './dataplane.js';
 import { AgentIdentity } from './identity.js';
 import { MemoryTrimmer } from './memory-trimmer.js';
 import { StateSync } from './state-sync.js';
+import { DataPathThreads } from './threads.js';
 
 export interface AgentDeps {
   logger?: Logger;
@@ -101,12 +102,12 @@ function loggingRoute(url: string, levels: LevelControl | undefined, logger: Log
 }
 
 /** GET /connections: what the agent proxies right now (`meshctl agent connections`). */
-function connectionsReport(nodeName: string, dataplane: Dataplane) {
-  return { nodeName, connections: dataplane.connections.list() };
+async function connectionsReport(nodeName: string, dataplane: Dataplane) {
+  return { nodeName, connections: await dataplane.connectionList() };
 }
 
 /** Everything the agent knows, sorted and stable, for /config_dump and `meshctl agent -f`. */
-function configDump(
+async function configDump(
   nodeName: string,
   identity: AgentIdentity,
   sync: StateSync,
@@ -116,7 +117,7 @@ function configDump(
   return {
     node: identity.nodeId,
     nodeName,
-    pool: dataplane.pool.stats(),
+    pool: await dataplane.poolStats(),
     captured: dataplane
       .captured()
       .map((w) => ({
@@ -128,13 +129,51 @@ function configDump(
       .sort((a, b) => a.workload.localeCompare(b.workload)),
     roots: identity.roots.length,
     certificates: certificateRows(identity.list()),
-    connections: dataplane.connections.list(),
+    connections: await dataplane.connectionList(),
     registry: {
       revision: state.revision,
       source: sync.source,
       connectedTo: sync.connectedTo ?? null,
       resources: state.resources,
     },
+  };
+}
+
+/** A data-path thread stopped on its own: the agent exits with this code after its drain. */
+const THREAD_FAILURE_EXIT_CODE = 70;
+
+function startThreads(
+  config: Readonly<AgentConfig>,
+  options: DataplaneOptions,
+  sync: StateSync,
+  identity: AgentIdentity,
+  logger: Logger,
+  levels: LevelControl | undefined,
+): Promise<DataPathThreads> {
+  return DataPathThreads.start({
+    count: config.threads - 1,
+    options: { ...options, ownsRules: false, reusePort: true },
+    logLevel: levels?.level() ?? config.logLevel,
+    sync,
+    certificates: identity,
+    logger,
+    onFailure: (err) => {
+      logger.error(
+        { err: describeError(err) },
+        'the agent stops: a data-path thread is gone; its supervisor restarts it',
+      );
+      process.exitCode = THREAD_FAILURE_EXIT_CODE;
+      process.kill(process.pid, 'SIGTERM');
+    },
+  });
+}
+
+/** /metrics with data-path threads: every thread's series, summed by their labels. */
+function threadMetricsRoute(registry: Registry, threads: DataPathThreads) {
+  return async () => {
+    const [own, reports] = await Promise.all([registry.getMetricsAsJSON(), threads.collect()]);
+    const all = AggregatorRegistry.aggregate([own, ...reports.map((r) => r.metrics)]);
+    return { status: 200, body: await all.metrics(), contentType: all.contentType };
   };
 }
 
@@ -176,21 +215,35 @@ export async function startAgent(
     logger: logger.child({ component: 'registry' }),
     credentials: () => identity.clientCredentials(),
   });
+  const dataPathOptions = {
+    node: config.nodeName,
+    trustDomain: config.trustDomain,
+    mark: config.captureMark,
+    connectTimeoutMs: config.connectTimeoutMs,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    idleTimeoutMs: config.poolIdleTimeoutMs,
+    // The limits hold per workload: each thread takes its share.
+    maxConnectionsPerWorkload: Math.ceil(config.maxConnectionsPerWorkload / config.threads),
+    maxPendingConnectsPerWorkload: Math.ceil(config.maxPendingConnectsPerWorkload / config.threads),
+  };
+  let threads: DataPathThreads | undefined;
+  try {
+    threads =
+      config.threads > 1
+        ? await startThreads(config, dataPathOptions, sync, identity, logger, levels)
+        : undefined;
+  } catch (err) {
+    sync.close();
+    identity.close();
+    throw err;
+  }
   const dataplane = new Dataplane(
-    {
-      node: config.nodeName,
-      trustDomain: config.trustDomain,
-      mark: config.captureMark,
-      connectTimeoutMs: config.connectTimeoutMs,
-      handshakeTimeoutMs: config.handshakeTimeoutMs,
-      idleTimeoutMs: config.poolIdleTimeoutMs,
-      maxConnectionsPerWorkload: config.maxConnectionsPerWorkload,
-      maxPendingConnectsPerWorkload: config.maxPendingConnectsPerWorkload,
-    },
+    dataPathOptions,
     sync,
     identity,
     registry,
     logger.child({ component: 'dataplane' }),
+    threads,
   );
   const nodeCredentials = () => identity.clientCredentials();
   dataplane.onGone(async (w) => {
@@ -242,16 +295,23 @@ export async function startAgent(
         logger,
         routes: {
           '/certs': () => json(certificateRows(identity.list())),
-          '/config_dump': () => json(configDump(config.nodeName, identity, sync, dataplane)),
-          '/connections': () => json(connectionsReport(config.nodeName, dataplane)),
-          '/logging': (req) => loggingRoute(req.url ?? '', levels, logger),
+          '/config_dump': async () =>
+            json(await configDump(config.nodeName, identity, sync, dataplane)),
+          '/connections': async () => json(await connectionsReport(config.nodeName, dataplane)),
+          '/logging': (req) => {
+            const reply = loggingRoute(req.url ?? '', levels, logger);
+            if (levels) threads?.setLogLevel(levels.level());
+            return reply;
+          },
         },
       }),
       await startHttpEndpoint({
         host: monitoringHost,
         port: config.metricsPort,
         logger,
-        routes: { '/metrics': metricsRoute(registry) },
+        routes: {
+          '/metrics': threads ? threadMetricsRoute(registry, threads) : metricsRoute(registry),
+        },
       }),
       await startHttpEndpoint({
         host: monitoringHost,

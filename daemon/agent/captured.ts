@@ -31,6 +31,13 @@ export interface CapturedDeps {
   mark: number;
   logger: Logger;
   handshakeTimeoutMs: number;
+  /**
+   * False on a data-path thread (threads.ts): the main thread owns the workload's capture
+   * rules and this thread only serves its own listeners.
+   */
+  ownsRules: boolean;
+  /** SO_REUSEPORT on the listeners, so that every data-path thread has its own. */
+  reusePort: boolean;
 }
 
 export class CapturedWorkload {
@@ -42,6 +49,10 @@ export class CapturedWorkload {
   /** Called once the last accepted socket has closed (see #allClosed). */
   readonly #allClosedWaiters = new Set<() => void>();
   #released = false;
+  #markClosed: () => void = () => {};
+  readonly #closed = new Promise<void>((resolve) => {
+    this.#markClosed = resolve;
+  });
   readonly #deps: CapturedDeps;
   readonly #servers: Server[] = [];
   #hbone: HboneServer | undefined;
@@ -57,10 +68,12 @@ export class CapturedWorkload {
     const deps = this.#deps;
     // A host workload (systemd host, VM; in the lab a node namespace) gets the host variant:
     // forwarded traffic and the agent's and control plane's own ports are left alone.
-    await applyCapture(workload.netns, {
-      mark: deps.mark,
-      hostNetwork: workload.resource.spec.hostNetwork ?? false,
-    });
+    if (deps.ownsRules) {
+      await applyCapture(workload.netns, {
+        mark: deps.mark,
+        hostNetwork: workload.resource.spec.hostNetwork ?? false,
+      });
+    }
     // The workload's certificate first, so the HBONE listener never answers without one.
     const context = await deps.contexts.forIdentity(workload.identity);
     let current = context;
@@ -118,6 +131,7 @@ export class CapturedWorkload {
    */
   async stop(drainMs = 0): Promise<void> {
     for (const server of this.#servers.splice(0)) server.close();
+    this.#markClosed();
     void this.#hbone?.close().catch(() => {});
     if (drainMs > 0) await this.#allClosed(drainMs);
     this.live.closeAll('the agent is stopping: the drain time is over');
@@ -130,29 +144,41 @@ export class CapturedWorkload {
    * they end: their NAT translations live in the namespace's capture, so the rules and the
    * 15001/15006 listeners stay until the last such connection closes (or `maxWaitMs`), and
    * meanwhile new connections are only forwarded to where they were going, outside the mesh.
-   * HBONE sessions drain after a GOAWAY. Then the rules are removed exactly.
+   * HBONE sessions drain after a GOAWAY. Then the rules are removed exactly, once `others`
+   * (the other data-path threads' connections of this workload) have also ended.
+   * `closed()` resolves when the listeners are closed.
    */
-  async release(maxWaitMs = 3_600_000): Promise<void> {
+  async release(maxWaitMs = 3_600_000, others: Promise<void> = Promise.resolve()): Promise<void> {
     this.#released = true;
     void this.#hbone?.close();
-    const { mark, logger } = this.#deps;
+    const { mark, logger, ownsRules } = this.#deps;
     // Rules first, listeners after: no new connection may meet a closed listener.
     const finish = async () => {
-      try {
-        await removeCapture(this.workload.netns, { mark });
-      } catch (err) {
-        logger.warn(
-          { workload: this.workload.ref, err: describeError(err) },
-          'removing capture rules failed (namespace gone?)',
-        );
+      if (ownsRules) {
+        try {
+          await removeCapture(this.workload.netns, { mark });
+        } catch (err) {
+          logger.warn(
+            { workload: this.workload.ref, err: describeError(err) },
+            'removing capture rules failed (namespace gone?)',
+          );
+        }
       }
       for (const server of this.#servers.splice(0)) server.close();
+      this.#markClosed();
     };
+    const othersEnded = withTimeout(others, maxWaitMs);
     if (this.#accepted.size === 0) {
+      await othersEnded;
       await finish();
       return;
     }
-    void this.#allClosed(maxWaitMs).then(finish);
+    void Promise.all([this.#allClosed(maxWaitMs), othersEnded]).then(finish);
+  }
+
+  /** Resolves once release() has closed the listeners (or stop() has). */
+  closed(): Promise<void> {
+    return this.#closed;
   }
 
   /** Resolves once every accepted socket has closed, or after `timeoutMs`. */
@@ -196,6 +222,7 @@ export class CapturedWorkload {
 
   async #listen(port: number, handle: (s: Socket) => void): Promise<Server> {
     const netns = this.workload.netns;
+    const { reusePort } = this.#deps;
     const onConnection = (socket: Socket) => {
       if (this.#released) {
         this.#forwardUnmeshed(socket);
@@ -211,15 +238,25 @@ export class CapturedWorkload {
     };
     try {
       return await listenInNetns(
-        { netns, family: 6, host: '::', port, allowHalfOpen: true },
+        { netns, family: 6, host: '::', port, allowHalfOpen: true, reusePort },
         onConnection,
       );
     } catch {
       // A namespace without IPv6 still gets IPv4 capture.
       return listenInNetns(
-        { netns, family: 4, host: '0.0.0.0', port, allowHalfOpen: true },
+        { netns, family: 4, host: '0.0.0.0', port, allowHalfOpen: true, reusePort },
         onConnection,
       );
     }
   }
 }
+
+const withTimeout = (promise: Promise<void>, ms: number): Promise<void> =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms).unref();
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    promise.then(done, done);
+  });

@@ -4,13 +4,20 @@
  */
 import type { SecureContext } from 'node:tls';
 import { hboneSecureContext } from './hbone/index.js';
-import type { AgentIdentity } from './identity.js';
+
+/** Where certificates come from: AgentIdentity, or the main thread for a data-path thread. */
+export interface CertificateSource {
+  certificate(spiffeId: string): Promise<{ serial: string; certChainPem: string; keyPem: string }>;
+  /** The trust bundle's roots, PEM each. */
+  readonly roots: string[];
+  forget(spiffeId: string): void;
+}
 
 export class SecureContexts {
-  readonly #identity: AgentIdentity;
+  readonly #identity: CertificateSource;
   readonly #cache = new Map<string, { key: string; context: SecureContext }>();
 
-  constructor(identity: AgentIdentity) {
+  constructor(identity: CertificateSource) {
     this.#identity = identity;
   }
 

@@ -4,50 +4,28 @@
  * re-checks live connections whenever the state changes.
  */
 import { existsSync } from 'node:fs';
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { describeError } from '../errors.js';
-import type { MeshState, Workload } from '../model/index.js';
-import { connectFromNetns } from '../net/index.js';
+import type { Workload } from '../model/index.js';
 import type { Logger } from '../telemetry/index.js';
-import { Balancer } from './balancer.js';
-import { CapturedWorkload } from './captured.js';
-import { ConnectionTable } from './connections.js';
-import { SecureContexts } from './contexts.js';
-import { DataplaneMetrics } from './dataplane-metrics.js';
-import { HbonePool } from './hbone/index.js';
+import type { ConnectionInfo } from './connections.js';
+import { compareConnections } from './connections.js';
+import { DataPath, type DataPathOptions, workloadKey } from './data-path.js';
+import type { DataplaneMetrics } from './dataplane-metrics.js';
+import type { HbonePool, HbonePoolStats } from './hbone/index.js';
 import type { AgentIdentity } from './identity.js';
 import type { StateSync } from './state-sync.js';
+import type { DataPathThreads } from './threads.js';
 import { type LocalWorkload, localWorkload } from './workload-view.js';
 
-export interface DataplaneOptions {
-  node: string;
-  trustDomain: string;
-  /** SO_MARK of every socket the agent opens; the capture rules let it pass. */
-  mark: number;
-  connectTimeoutMs: number;
-  handshakeTimeoutMs: number;
-  idleTimeoutMs: number;
-  /** Per captured workload: open outbound connections, and connects waiting for a tunnel. */
-  maxConnectionsPerWorkload: number;
-  maxPendingConnectsPerWorkload: number;
-}
-
-const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
-
-/** After tearing connections down on close(): how long to wait for their access records. */
-const SETTLE_AFTER_CLOSE_MS = 1_000;
+export type DataplaneOptions = Omit<DataPathOptions, 'ownsRules' | 'reusePort'>;
 
 export class Dataplane {
-  readonly metrics: DataplaneMetrics;
-  readonly pool: HbonePool;
-  /** What the agent proxies right now (the admin endpoint's /connections). */
-  readonly connections = new ConnectionTable();
+  readonly #path: DataPath;
+  readonly #threads: DataPathThreads | undefined;
   readonly #options: DataplaneOptions;
   readonly #sync: StateSync;
   readonly #logger: Logger;
-  readonly #contexts: SecureContexts;
-  readonly #captured = new Map<string, CapturedWorkload>();
-  readonly #balancer = new Balancer();
   #reconciling: Promise<void> = Promise.resolve();
   #pending = false;
   #closed = false;
@@ -62,35 +40,34 @@ export class Dataplane {
     identity: AgentIdentity,
     registry: Registry,
     logger: Logger,
+    threads?: DataPathThreads,
   ) {
     this.#options = options;
     this.#sync = sync;
     this.#logger = logger;
-    this.#contexts = new SecureContexts(identity);
-    this.metrics = new DataplaneMetrics(registry, logger.child({ log: 'access' }));
-    this.pool = new HbonePool({
-      trustDomain: options.trustDomain,
-      secureContext: (sourceIdentity: string) => this.#contexts.cached(sourceIdentity),
-      dial: (key) => {
-        const [host = '', port = '15008'] = splitHostPort(key.destination);
-        return connectFromNetns({
-          netns: key.sourceNetns,
-          family: family(host),
-          mark: options.mark,
-          host,
-          port: Number(port),
-          timeoutMs: options.connectTimeoutMs,
-        });
-      },
-      limits: {
-        idleTimeoutMs: options.idleTimeoutMs,
-        connectTimeoutMs: options.connectTimeoutMs,
-        handshakeTimeoutMs: options.handshakeTimeoutMs,
-      },
+    this.#threads = threads;
+    this.#path = new DataPath(
+      { ...options, ownsRules: true, reusePort: threads !== undefined },
+      () => sync.state,
+      identity,
+      registry,
       logger,
-    });
+    );
     this.#unsubscribe = sync.onChange(() => this.reconcile());
-    registerPoolMetrics(registry, () => this.pool.stats());
+  }
+
+  get metrics(): DataplaneMetrics {
+    return this.#path.metrics;
+  }
+
+  /** The main thread's pool (each data-path thread has its own: see poolStats()). */
+  get pool(): HbonePool {
+    return this.#path.pool;
+  }
+
+  /** The main thread's connection table (see connectionList() for every thread's). */
+  get connections() {
+    return this.#path.connections;
   }
 
   /** True once the first reconcile after a state arrived has finished. */
@@ -99,7 +76,23 @@ export class Dataplane {
   }
 
   captured(): LocalWorkload[] {
-    return [...this.#captured.values()].map((c) => c.workload);
+    return this.#path.workloads();
+  }
+
+  /** Every thread's live connections, in one stable order. */
+  async connectionList(): Promise<ConnectionInfo[]> {
+    const own = this.#path.connections.list();
+    if (!this.#threads) return own;
+    const reports = await this.#threads.collect();
+    return [...own, ...reports.flatMap((r) => r.connections)].sort(compareConnections);
+  }
+
+  /** The HBONE pools of every thread, summed. */
+  async poolStats(): Promise<HbonePoolStats> {
+    const own = this.#path.pool.stats();
+    if (!this.#threads) return own;
+    const reports = await this.#threads.collect();
+    return reports.reduce((sum, r) => addPoolStats(sum, r.pool), own);
   }
 
   /** Coalesces bursts of changes into one pass at a time. */
@@ -129,31 +122,27 @@ export class Dataplane {
       }
       if (!state.isEnrolled(w)) continue;
       const view = localWorkload(w as Workload, this.#options.trustDomain);
-      desired.set(`${view.ref.namespace}/${view.ref.name}`, view);
+      desired.set(workloadKey(view), view);
     }
-    for (const [key, captured] of this.#captured) {
+    for (const current of this.#path.workloads()) {
+      const key = workloadKey(current);
       const next = desired.get(key);
-      if (
-        !next ||
-        next.netns !== captured.workload.netns ||
-        next.identity !== captured.workload.identity
-      ) {
-        this.#captured.delete(key);
-        await captured.release();
+      if (!next || next.netns !== current.netns || next.identity !== current.identity) {
+        await this.#release(key);
         this.#logger.info(
           { workload: key },
           next ? 'workload changed; capturing again' : 'workload released',
         );
       } else {
-        captured.workload = next;
+        const captured = this.#path.get(key);
+        if (captured) captured.workload = next;
+        this.#threads?.update(next);
       }
     }
     for (const [key, view] of desired) {
-      if (this.#captured.has(key)) continue;
-      const captured = new CapturedWorkload(this.#capturedDeps(state), view);
+      if (this.#path.get(key)) continue;
       try {
-        await captured.start();
-        this.#captured.set(key, captured);
+        await this.#capture(view);
         this.#logger.info(
           { workload: key, netns: view.netns, identity: view.identity },
           'workload captured',
@@ -165,11 +154,37 @@ export class Dataplane {
         );
       }
     }
-    for (const captured of this.#captured.values()) captured.recheck();
-    this.metrics.captured.set(this.#captured.size);
+    this.#path.recheck();
+    this.metrics.captured.set(this.#path.size);
     if (this.#sync.source !== 'empty') this.#reconciledOnce = true;
   }
 
+  /** Rules and the main thread's listeners first, then every data-path thread's. */
+  async #capture(view: LocalWorkload): Promise<void> {
+    await this.#path.capture(view);
+    if (!this.#threads) return;
+    try {
+      await this.#threads.capture(view);
+    } catch (err) {
+      // All or nothing: the kernel hands new connections to every thread's listener, so a
+      // workload some threads do not serve must not count as captured.
+      await this.#release(workloadKey(view));
+      throw err;
+    }
+  }
+
+  /** The capture rules go once every thread's connections of the workload have ended. */
+  async #release(key: string): Promise<void> {
+    const others = this.#threads
+      ?.release(key)
+      .catch((err: unknown) =>
+        this.#logger.warn(
+          { workload: key, err: describeError(err) },
+          'a data-path thread did not release the workload',
+        ),
+      );
+    await this.#path.release(key, others);
+  }
   /**
    * A workload whose namespace no longer exists: its container went away while no agent was
    * there to see the CNI DEL (which succeeds without the agent). Workloads registered by
@@ -202,98 +217,38 @@ export class Dataplane {
     this.#onGone = handler;
   }
 
-  #capturedDeps(_state: MeshState) {
-    const o = this.#options;
-    const common = {
-      state: () => this.#sync.state,
-      trustDomain: o.trustDomain,
-      metrics: this.metrics,
-      connections: this.connections,
-      logger: this.#logger,
-      mark: o.mark,
-      connectTimeoutMs: o.connectTimeoutMs,
-    };
-    return {
-      outbound: {
-        ...common,
-        pool: this.pool,
-        balancer: this.#balancer,
-        maxAttempts: 3,
-        warmIdentity: (id: string) => this.#contexts.forIdentity(id),
-      },
-      inbound: common,
-      contexts: this.#contexts,
-      limits: {
-        maxConnections: o.maxConnectionsPerWorkload,
-        maxPendingConnects: o.maxPendingConnectsPerWorkload,
-      },
-      trustDomain: o.trustDomain,
-      mark: o.mark,
-      logger: this.#logger,
-      handshakeTimeoutMs: o.handshakeTimeoutMs,
-    };
-  }
-
   /**
-   * Stops serving: listeners close at once, live connections get up to `drainMs` to finish,
-   * then the rest is reset, each with its access record. Capture rules stay in place (fail
-   * closed) for the next agent to adopt.
+   * Stops serving on every thread: listeners close at once, live connections get up to
+   * `drainMs` to finish, then the rest is reset, each with its access record. Capture rules
+   * stay in place (fail closed) for the next agent to adopt.
    */
   async close(drainMs = 0): Promise<void> {
     this.#closed = true;
     this.#unsubscribe();
     await this.#reconciling;
-    const outbound = drainMs > 0 ? Promise.race([this.pool.close(), delay(drainMs)]) : undefined;
-    await Promise.all([...this.#captured.values()].map((c) => c.stop(drainMs)));
-    await outbound;
-    this.#captured.clear();
-    this.pool.destroy();
-    // The workloads' stop() reset what the drain left; this catches anything not accepted on
-    // their listeners. A cut connection closes over the next event-loop turns and only then
-    // gets its access record (with its error), and the process exits right after close().
-    this.connections.abortAll();
-    const left = await this.connections.settled(SETTLE_AFTER_CLOSE_MS);
-    if (left > 0) {
-      this.#logger.warn({ connections: left }, 'connections still open when the agent stopped');
-    }
+    await Promise.all([this.#path.close(drainMs), this.#threads?.close(drainMs)]);
   }
 }
 
-/** The pool's own counters, read when Prometheus scrapes. */
-function registerPoolMetrics(
-  registry: Registry,
-  stats: () => ReturnType<HbonePool['stats']>,
-): void {
-  const gauge = (name: string, help: string, read: (s: ReturnType<HbonePool['stats']>) => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(read(stats()));
-      },
-    });
-  gauge(
-    'meshd_hbone_pool_connections',
-    'Pooled outbound HBONE (HTTP/2) connections',
-    (s) => s.connections,
-  );
-  gauge('meshd_hbone_pool_streams', 'Live outbound CONNECT streams', (s) => s.streams);
-  gauge(
-    'meshd_hbone_pool_handshakes',
-    'Outbound TLS handshakes completed since start',
-    (s) => s.handshakes,
-  );
-  gauge(
-    'meshd_hbone_pool_setup_failures',
-    'Outbound HBONE connection set-ups that failed since start',
-    (s) => s.setupFailures,
-  );
+function sumCounts(a: Record<string, number>, b: Record<string, number>) {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
+  return out;
 }
 
-const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-
-function splitHostPort(value: string): [string, string] {
-  const m = /^\[(.+)\]:(\d+)$/.exec(value) ?? /^([^:]+):(\d+)$/.exec(value);
-  return [m?.[1] ?? value, m?.[2] ?? ''];
+function addPoolStats(a: HbonePoolStats, b: HbonePoolStats): HbonePoolStats {
+  return {
+    ...a,
+    keys: a.keys + b.keys,
+    connections: a.connections + b.connections,
+    streams: a.streams + b.streams,
+    dials: a.dials + b.dials,
+    handshakes: a.handshakes + b.handshakes,
+    setupFailures: a.setupFailures + b.setupFailures,
+    peakSetupsPerKey: Math.max(a.peakSetupsPerKey, b.peakSetupsPerKey),
+    goaways: a.goaways + b.goaways,
+    retries: a.retries + b.retries,
+    refused: sumCounts(a.refused, b.refused),
+    perKey: [...a.perKey, ...b.perKey],
+  };
 }

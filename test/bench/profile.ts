@@ -7,7 +7,7 @@
  *
  * Usage: npm run bench:profile -- [--load iperf,keepalive,close,rtt] [--seconds 10]
  *          [--cpu-prof] [--perf] [--trace-gc] [--flags="--v8-flag ..."] [--hold 0]
- *   --load      loads run one after the other (iperf: iperf3 -P 1; keepalive and close: wrk
+ *   --load      loads run one after the other (iperf: iperf3 -P 1, iperf4: -P 4; keepalive and close: wrk
  *               -c50; rtt: 1-byte round trips)
  *   --flags=…   Node/V8 flags for the agents (MESHD_NODE_FLAGS), to compare settings (with
  *               "=": a value starting with "--" is otherwise taken for an option)
@@ -69,7 +69,7 @@ const { values: args } = parseArgs({
   },
 });
 
-const LOADS = ['iperf', 'keepalive', 'close', 'rtt'] as const;
+const LOADS = ['iperf', 'iperf4', 'keepalive', 'close', 'rtt'] as const;
 type Load = (typeof LOADS)[number];
 const loads = (args.load ?? '').split(',').filter(Boolean) as Load[];
 for (const load of loads)
@@ -132,6 +132,8 @@ async function runLoad(lab: Lab, load: Load, target: (port: number) => Target): 
   switch (load) {
     case 'iperf':
       return `${(await iperf3(lab, target(5201), 1, seconds)).gbps} Gb/s`;
+    case 'iperf4':
+      return `${(await iperf3(lab, target(5201), 4, seconds)).gbps} Gb/s`;
     case 'keepalive':
     case 'close': {
       const result = await wrk(lab, target(8080), seconds, load === 'close');

@@ -1,7 +1,8 @@
 /**
  * Raw TCP clients for data-path tests; print one JSON result line.
  *   hold N HOST PORT     open N connections, round-trip one byte on each, print {held}, keep them
- *                        open until stdin ends or 60 s pass
+ *                        open until stdin (not /dev/null) ends, a signal or 60 s; print {closed: N} and exit once the
+ *                        other side has ended or reset every one of them
  *   sha BYTES HOST PORT  stream BYTES random bytes (hashing them), end, read the server's sha256
  *   banner HOST PORT     read the server's first line before writing anything
  *   halfclose HOST PORT  write "ping", end our half, then read everything the echo sends back
@@ -13,6 +14,7 @@
  *                        connection, print {second}
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { fstatSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 
 const [mode, ...args] = process.argv.slice(2);
@@ -35,10 +37,28 @@ async function hold(n: number, host: string, port: number) {
     }),
   );
   out({ held: sockets.length });
-  const done = () => process.exit(0);
-  process.stdin.on('end', done);
-  process.stdin.resume();
-  setTimeout(done, 60_000).unref();
+  let closed = 0;
+  for (const s of sockets) {
+    s.on('error', () => {});
+    // A FIN (the peer's 'end') or a reset (straight to 'close') both count, once.
+    let counted = false;
+    const count = () => {
+      if (counted) return;
+      counted = true;
+      if (++closed < sockets.length) return;
+      out({ closed });
+      process.exit(0);
+    };
+    s.once('end', count);
+    s.once('close', count);
+  }
+  // lab.spawn gives clients /dev/null as stdin, which ends at once: only a pipe or a socket
+  // (what child_process makes) counts.
+  if (!fstatSync(0).isCharacterDevice()) {
+    process.stdin.on('end', () => process.exit(0));
+    process.stdin.resume();
+  }
+  setTimeout(() => process.exit(0), 60_000);
   await new Promise(() => {});
 }
 

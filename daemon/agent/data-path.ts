@@ -1,0 +1,224 @@
+/**
+ * What one thread of the agent needs to carry captured traffic: the workloads' listeners, the
+ * HBONE pool, TLS contexts, the connection table and the data-path metrics. The main thread
+ * has one (dataplane.ts, which also decides what is captured); each extra data-path thread
+ * has its own (threads.ts), fed with the same registry state and certificates.
+ */
+import { Gauge, type Registry } from 'prom-client';
+import type { MeshState } from '../model/index.js';
+import { connectFromNetns } from '../net/index.js';
+import type { Logger } from '../telemetry/index.js';
+import { Balancer } from './balancer.js';
+import { CapturedWorkload } from './captured.js';
+import { ConnectionTable } from './connections.js';
+import { type CertificateSource, SecureContexts } from './contexts.js';
+import { DataplaneMetrics } from './dataplane-metrics.js';
+import { HbonePool } from './hbone/index.js';
+import type { LocalWorkload } from './workload-view.js';
+
+export interface DataPathOptions {
+  node: string;
+  trustDomain: string;
+  /** SO_MARK of every socket the agent opens; the capture rules let it pass. */
+  mark: number;
+  connectTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  idleTimeoutMs: number;
+  /** Per captured workload and thread: open connections, and connects waiting for a tunnel. */
+  maxConnectionsPerWorkload: number;
+  maxPendingConnectsPerWorkload: number;
+  /** False on extra data-path threads: the main thread installs and removes capture rules. */
+  ownsRules: boolean;
+  /** SO_REUSEPORT on the captured listeners (more than one data-path thread). */
+  reusePort: boolean;
+}
+
+const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
+
+/** After tearing connections down on close(): how long to wait for their access records. */
+const SETTLE_AFTER_CLOSE_MS = 1_000;
+
+export const workloadKey = (w: LocalWorkload): string => `${w.ref.namespace}/${w.ref.name}`;
+
+export class DataPath {
+  readonly metrics: DataplaneMetrics;
+  readonly pool: HbonePool;
+  /** What this thread proxies right now (the admin endpoint's /connections). */
+  readonly connections = new ConnectionTable();
+  readonly #options: DataPathOptions;
+  readonly #state: () => MeshState;
+  readonly #logger: Logger;
+  readonly #contexts: SecureContexts;
+  readonly #captured = new Map<string, CapturedWorkload>();
+  readonly #balancer = new Balancer();
+
+  constructor(
+    options: DataPathOptions,
+    state: () => MeshState,
+    certificates: CertificateSource,
+    registry: Registry,
+    logger: Logger,
+  ) {
+    this.#options = options;
+    this.#state = state;
+    this.#logger = logger;
+    this.#contexts = new SecureContexts(certificates);
+    this.metrics = new DataplaneMetrics(registry, logger.child({ log: 'access' }));
+    this.pool = new HbonePool({
+      trustDomain: options.trustDomain,
+      secureContext: (sourceIdentity: string) => this.#contexts.cached(sourceIdentity),
+      dial: (key) => {
+        const [host = '', port = '15008'] = splitHostPort(key.destination);
+        return connectFromNetns({
+          netns: key.sourceNetns,
+          family: family(host),
+          mark: options.mark,
+          host,
+          port: Number(port),
+          timeoutMs: options.connectTimeoutMs,
+        });
+      },
+      limits: {
+        idleTimeoutMs: options.idleTimeoutMs,
+        connectTimeoutMs: options.connectTimeoutMs,
+        handshakeTimeoutMs: options.handshakeTimeoutMs,
+      },
+      logger,
+    });
+    registerPoolMetrics(registry, () => this.pool.stats());
+  }
+
+  get size(): number {
+    return this.#captured.size;
+  }
+
+  workloads(): LocalWorkload[] {
+    return [...this.#captured.values()].map((c) => c.workload);
+  }
+
+  get(key: string): CapturedWorkload | undefined {
+    return this.#captured.get(key);
+  }
+
+  /** Starts serving `view` (and, when this thread owns them, installs its capture rules). */
+  async capture(view: LocalWorkload): Promise<void> {
+    const key = workloadKey(view);
+    if (this.#captured.has(key)) throw new Error(`${key} is captured already`);
+    const captured = new CapturedWorkload(this.#capturedDeps(), view);
+    await captured.start();
+    this.#captured.set(key, captured);
+  }
+
+  /**
+   * Takes `key` out of the mesh (CapturedWorkload.release); resolves at once, and returns a
+   * promise of the moment its listeners are closed, or undefined when it was not captured.
+   */
+  async release(key: string, others?: Promise<void>): Promise<Promise<void> | undefined> {
+    const captured = this.#captured.get(key);
+    if (!captured) return undefined;
+    this.#captured.delete(key);
+    await captured.release(undefined, others);
+    return captured.closed();
+  }
+
+  /** Policy or state changed: close live connections that are now denied. */
+  recheck(): void {
+    for (const captured of this.#captured.values()) captured.recheck();
+  }
+
+  #capturedDeps() {
+    const o = this.#options;
+    const common = {
+      state: this.#state,
+      trustDomain: o.trustDomain,
+      metrics: this.metrics,
+      connections: this.connections,
+      logger: this.#logger,
+      mark: o.mark,
+      connectTimeoutMs: o.connectTimeoutMs,
+    };
+    return {
+      outbound: {
+        ...common,
+        pool: this.pool,
+        balancer: this.#balancer,
+        maxAttempts: 3,
+        warmIdentity: (id: string) => this.#contexts.forIdentity(id),
+      },
+      inbound: common,
+      contexts: this.#contexts,
+      limits: {
+        maxConnections: o.maxConnectionsPerWorkload,
+        maxPendingConnects: o.maxPendingConnectsPerWorkload,
+      },
+      trustDomain: o.trustDomain,
+      mark: o.mark,
+      logger: this.#logger,
+      handshakeTimeoutMs: o.handshakeTimeoutMs,
+      ownsRules: o.ownsRules,
+      reusePort: o.reusePort,
+    };
+  }
+
+  /**
+   * Stops serving: listeners close at once, live connections get up to `drainMs` to finish,
+   * then the rest is reset, each with its access record. Capture rules stay in place (fail
+   * closed) for the next agent to adopt. Returns how many connections were still open at the
+   * end (logged as a warning).
+   */
+  async close(drainMs = 0): Promise<number> {
+    const outbound = drainMs > 0 ? Promise.race([this.pool.close(), delay(drainMs)]) : undefined;
+    await Promise.all([...this.#captured.values()].map((c) => c.stop(drainMs)));
+    await outbound;
+    this.#captured.clear();
+    this.pool.destroy();
+    // The workloads' stop() reset what the drain left; this catches anything not accepted on
+    // their listeners. A cut connection closes over the next event-loop turns and only then
+    // gets its access record (with its error), and the process exits right after close().
+    this.connections.abortAll();
+    const left = await this.connections.settled(SETTLE_AFTER_CLOSE_MS);
+    if (left > 0) {
+      this.#logger.warn({ connections: left }, 'connections still open when the agent stopped');
+    }
+    return left;
+  }
+}
+
+/** The pool's own counters, read when Prometheus scrapes. */
+function registerPoolMetrics(
+  registry: Registry,
+  stats: () => ReturnType<HbonePool['stats']>,
+): void {
+  const gauge = (name: string, help: string, read: (s: ReturnType<HbonePool['stats']>) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read(stats()));
+      },
+    });
+  gauge(
+    'meshd_hbone_pool_connections',
+    'Pooled outbound HBONE (HTTP/2) connections',
+    (s) => s.connections,
+  );
+  gauge('meshd_hbone_pool_streams', 'Live outbound CONNECT streams', (s) => s.streams);
+  gauge(
+    'meshd_hbone_pool_handshakes',
+    'Outbound TLS handshakes completed since start',
+    (s) => s.handshakes,
+  );
+  gauge(
+    'meshd_hbone_pool_setup_failures',
+    'Outbound HBONE connection set-ups that failed since start',
+    (s) => s.setupFailures,
+  );
+}
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+function splitHostPort(value: string): [string, string] {
+  const m = /^\[(.+)\]:(\d+)$/.exec(value) ?? /^([^:]+):(\d+)$/.exec(value);
+  return [m?.[1] ?? value, m?.[2] ?? ''];
+}
