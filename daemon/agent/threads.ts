@@ -102,7 +102,10 @@ export class DataPathThreads {
       throw new MeshdError(
         'MESHD_E_THREAD',
         `starting the data-path threads failed: ${(err as Error).message}`,
-        { cause: err, hint: 'see the "data-path thread failed" lines logged before' },
+        {
+          cause: err,
+          hint: 'a "data-path thread failed" line logged before says why, if the thread got that far; MESHD_AGENT_THREADS=1 runs the agent without extra threads',
+        },
       );
     }
     return self;
