@@ -224,7 +224,12 @@ async function viaHbone(
 ): Promise<void> {
   const failures: string[] = [];
   for (const target of targets) {
-    if (client.destroyed) return;
+    // The client reset while an earlier endpoint was failing: no point in trying the next
+    // one, but the connection still gets its record.
+    if (client.destroyed) {
+      failures.push('the client closed the connection before a tunnel opened');
+      break;
+    }
     const expected = target.workload ? workloadIdentity(target.workload, deps.trustDomain) : '';
     const endpoint = `${target.ip}:${target.port}`;
     const destination = {
@@ -299,6 +304,7 @@ async function viaHbone(
     });
     return;
   }
+  const clientGone = client.destroyed;
   abortSide(client);
   const last = targets.at(-1);
   deps.metrics.finish({
@@ -315,7 +321,7 @@ async function viaHbone(
     sentBytes: 0,
     receivedBytes: 0,
     durationMs: performance.now() - started,
-    responseFlags: 'UF',
+    responseFlags: clientGone ? 'DC' : 'UF',
     error: failures.join('; '),
   });
 }

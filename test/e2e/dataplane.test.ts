@@ -411,6 +411,48 @@ spec: { addresses: [10.96.0.10], ports: [{ port: 80, targetPort: 8080 }], select
   }
 });
 
+test('a client that resets while the endpoints are failing still gets an access record (DC)', async () => {
+  // Two endpoints nobody answers for: each attempt waits for ARP on the underlay (~3 s).
+  const underlay = lab.member('n1').ipv4.split('.').slice(0, 3).join('.');
+  const ghost = (name: string, ip: string) => `apiVersion: meshd.io/v1alpha1
+kind: Workload
+metadata: { name: ${name}, namespace: shop, labels: { app: ghost } }
+spec: { node: n2, addresses: [${ip}], serviceAccount: ghost }
+---
+`;
+  await apply(`${ghost('ghost-1', `${underlay}.201`)}${ghost('ghost-2', `${underlay}.202`)}apiVersion: meshd.io/v1alpha1
+kind: Service
+metadata: { name: ghost, namespace: shop }
+spec: { addresses: [10.96.0.20], ports: [{ port: 80, targetPort: 8080 }], selector: { matchLabels: { app: ghost } } }
+`);
+  try {
+    const before = logs.n1?.length ?? 0;
+    assert.deepEqual(await tcpClient('n1-w1', ['resetafter', '500', '10.96.0.20', '80'], 10_000), {
+      reset: true,
+    });
+    const record = await eventually(
+      'the record of the reset connection',
+      async () =>
+        logs.n1
+          ?.slice(before)
+          .find((l) => l.includes('"msg":"connection complete"') && l.includes('ghost.shop')),
+      (l) => Boolean(l),
+    );
+    assert.match(record ?? '', /"response_flags":"DC"/);
+    assert.match(record ?? '', /the client closed the connection before a tunnel opened/);
+  } finally {
+    for (const [kind, name] of [
+      ['service', 'ghost'],
+      ['workload', 'ghost-1'],
+      ['workload', 'ghost-2'],
+    ] as const) {
+      await lab
+        .exec('n1', [meshctl, 'delete', kind, name, '-n', 'shop', '--ca-dir', caDir])
+        .catch(() => {});
+    }
+  }
+});
+
 test('200 concurrent connections to one destination share at most 2 HBONE connections', async () => {
   const server = await tcpServer('n2-w1', 'echo', 9100);
   const holder = lab.spawn('n1-w1', [

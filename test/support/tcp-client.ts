@@ -12,6 +12,7 @@
  *                        {closed: time, error?} when the connection ends (times: Date.now())
  *   twice MS HOST PORT   round-trip "a", print {first}, wait MS, round-trip "b" on the same
  *                        connection, print {second}
+ *   resetafter MS HOST PORT  connect, write nothing, reset the connection after MS, print {reset}
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { fstatSync } from 'node:fs';
@@ -137,6 +138,14 @@ async function twice(ms: number, host: string, port: number) {
   s.destroy();
 }
 
+async function resetAfter(ms: number, host: string, port: number) {
+  const s = await open(host, port);
+  s.on('error', () => {});
+  await new Promise((r) => setTimeout(r, ms));
+  s.resetAndDestroy();
+  out({ reset: true });
+}
+
 const [a = '', b = '', c = ''] = args;
 const modes: Record<string, () => Promise<void>> = {
   hold: () => hold(Number(a), b, Number(c)),
@@ -146,6 +155,7 @@ const modes: Record<string, () => Promise<void>> = {
   finonly: () => finOnly(a, Number(b)),
   steady: () => steady(Number(a), b, Number(c)),
   twice: () => twice(Number(a), b, Number(c)),
+  resetafter: () => resetAfter(Number(a), b, Number(c)),
 };
 const run = (modes[mode ?? ''] ?? (() => Promise.reject(new Error(`unknown mode ${mode}`))))();
 run.then(
