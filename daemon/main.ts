@@ -48,7 +48,7 @@ function roleCommand<C extends object>(
     }
     if (start) {
       await start(config);
-      process.exit(0);
+      process.exit(); // process.exitCode when a role set one (the agent: 70 after a thread failed)
     }
     throw new MeshdError('MESHD_E_NOT_BUILT', `the ${name} role is not part of this build yet`, {
       hint: tracking,

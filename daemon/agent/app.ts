@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AggregatorRegistry, Registry } from 'prom-client';
+import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
 import type { AgentConfig, LogLevel } from '../config.js';
-import { describeError, MeshdError } from '../errors.js';
+import { MeshdError } from '../errors.js';
 import type { CertificateStatus } from '../identity/index.js';
 import { trimMallocArenas } from '../net/index.js';
 import { RegistryClient } from '../proto/index.js';
@@ -41,6 +41,8 @@ export interface AgentDeps {
 export interface AgentHandle {
   identity: AgentIdentity;
   sync: StateSync;
+  /** Resolves when a data-path thread stopped on its own (never without threads). */
+  threadFailed: Promise<Error>;
   adminPort: number;
   metricsPort: number;
   readinessPort: number;
@@ -139,9 +141,6 @@ async function configDump(
   };
 }
 
-/** A data-path thread stopped on its own: the agent exits with this code after its drain. */
-const THREAD_FAILURE_EXIT_CODE = 70;
-
 function startThreads(
   config: Readonly<AgentConfig>,
   options: DataplaneOptions,
@@ -149,6 +148,7 @@ function startThreads(
   identity: AgentIdentity,
   logger: Logger,
   levels: LevelControl | undefined,
+  onFailure: (err: Error) => void,
 ): Promise<DataPathThreads> {
   return DataPathThreads.start({
     count: config.threads - 1,
@@ -157,21 +157,26 @@ function startThreads(
     sync,
     certificates: identity,
     logger,
-    onFailure: (err) => {
-      logger.error(
-        { err: describeError(err) },
-        'the agent stops: a data-path thread is gone; its supervisor restarts it',
-      );
-      process.exitCode = THREAD_FAILURE_EXIT_CODE;
-      process.kill(process.pid, 'SIGTERM');
-    },
+    onFailure,
   });
 }
 
-/** /metrics with data-path threads: every thread's series, summed by their labels. */
+/**
+ * /metrics with data-path threads: every thread's series, summed by their labels. A thread
+ * that does not answer in time is left out and counted in meshd_dataplane_threads.
+ */
 function threadMetricsRoute(registry: Registry, threads: DataPathThreads) {
+  const gauge = new Gauge({
+    name: 'meshd_dataplane_threads',
+    help: 'Data-path threads of the agent (the main thread included), by whether they answered this scrape',
+    labelNames: ['state'],
+    registers: [registry],
+  });
   return async () => {
-    const [own, reports] = await Promise.all([registry.getMetricsAsJSON(), threads.collect()]);
+    const { reports, unanswered } = await threads.collect();
+    gauge.set({ state: 'answering' }, 1 + reports.length);
+    gauge.set({ state: 'not_answering' }, unanswered.length);
+    const own = await registry.getMetricsAsJSON();
     const all = AggregatorRegistry.aggregate([own, ...reports.map((r) => r.metrics)]);
     return { status: 200, body: await all.metrics(), contentType: all.contentType };
   };
@@ -226,11 +231,17 @@ export async function startAgent(
     maxConnectionsPerWorkload: Math.ceil(config.maxConnectionsPerWorkload / config.threads),
     maxPendingConnectsPerWorkload: Math.ceil(config.maxPendingConnectsPerWorkload / config.threads),
   };
+  let reportThreadFailure: (err: Error) => void = () => {};
+  const threadFailed = new Promise<Error>((resolve) => {
+    reportThreadFailure = resolve;
+  });
   let threads: DataPathThreads | undefined;
   try {
     threads =
       config.threads > 1
-        ? await startThreads(config, dataPathOptions, sync, identity, logger, levels)
+        ? await startThreads(config, dataPathOptions, sync, identity, logger, levels, (err) =>
+            reportThreadFailure(err),
+          )
         : undefined;
   } catch (err) {
     sync.close();
@@ -338,22 +349,28 @@ export async function startAgent(
   const [admin, metrics, readiness] = endpoints as [HttpEndpoint, HttpEndpoint, HttpEndpoint];
   const trimmer = new MemoryTrimmer({ trim: trimMallocArenas, logger });
   trimmer.start();
+  const closeNow = async (): Promise<void> => {
+    stopping = true;
+    trimmer.close();
+    await cni.close();
+    await dataplane.close(config.drainTimeoutMs);
+    sync.close();
+    identity.close();
+    await Promise.all(endpoints.map((e) => e.close()));
+    logger.info({}, 'agent stopped');
+  };
+  // One close for every caller: a signal during a stop for a failed thread waits for it.
+  let closing: Promise<void> | undefined;
   return {
     identity,
     sync,
     adminPort: admin.port,
     metricsPort: metrics.port,
     readinessPort: readiness.port,
-    async close() {
-      if (stopping) return;
-      stopping = true;
-      trimmer.close();
-      await cni.close();
-      await dataplane.close(config.drainTimeoutMs);
-      sync.close();
-      identity.close();
-      await Promise.all(endpoints.map((e) => e.close()));
-      logger.info({}, 'agent stopped');
+    threadFailed,
+    close() {
+      closing ??= closeNow();
+      return closing;
     },
   };
 }

@@ -50,6 +50,7 @@ export class CapturedWorkload {
   readonly #allClosedWaiters = new Set<() => void>();
   #released = false;
   #markClosed: () => void = () => {};
+  #refreshTimer: NodeJS.Timeout | undefined;
   readonly #closed = new Promise<void>((resolve) => {
     this.#markClosed = resolve;
   });
@@ -75,17 +76,21 @@ export class CapturedWorkload {
       });
     }
     // The workload's certificate first, so the HBONE listener never answers without one.
-    const context = await deps.contexts.forIdentity(workload.identity);
-    let current = context;
+    let current = await deps.contexts.forIdentity(workload.identity);
+    const refresh = () =>
+      void deps.contexts.forIdentity(this.workload.identity).then(
+        (c) => {
+          current = c;
+        },
+        () => {},
+      );
+    // Handshakes use the context at hand and refresh it for the next one; the timer keeps a
+    // workload that had no handshake for a long time from answering with an old certificate.
+    this.#refreshTimer = setInterval(refresh, CONTEXT_REFRESH_MS).unref();
     this.#hbone = new HboneServer({
       trustDomain: deps.trustDomain,
       secureContext: () => {
-        void deps.contexts.forIdentity(this.workload.identity).then(
-          (c) => {
-            current = c;
-          },
-          () => {},
-        );
+        refresh();
         return current;
       },
       onConnect: hboneConnectHandler(deps.inbound, workload, this.live),
@@ -131,6 +136,7 @@ export class CapturedWorkload {
    */
   async stop(drainMs = 0): Promise<void> {
     for (const server of this.#servers.splice(0)) server.close();
+    clearInterval(this.#refreshTimer);
     this.#markClosed();
     void this.#hbone?.close().catch(() => {});
     if (drainMs > 0) await this.#allClosed(drainMs);
@@ -145,10 +151,10 @@ export class CapturedWorkload {
    * 15001/15006 listeners stay until the last such connection closes (or `maxWaitMs`), and
    * meanwhile new connections are only forwarded to where they were going, outside the mesh.
    * HBONE sessions drain after a GOAWAY. Then the rules are removed exactly, once `others`
-   * (the other data-path threads' connections of this workload) have also ended.
-   * `closed()` resolves when the listeners are closed.
+   * (the other data-path threads' connections of this workload) have also ended. Waiting for
+   * connections happens in the background; `closed()` resolves when the listeners are closed.
    */
-  async release(maxWaitMs = 3_600_000, others: Promise<void> = Promise.resolve()): Promise<void> {
+  async release(maxWaitMs = 3_600_000, others?: Promise<void>): Promise<void> {
     this.#released = true;
     void this.#hbone?.close();
     const { mark, logger, ownsRules } = this.#deps;
@@ -165,14 +171,14 @@ export class CapturedWorkload {
         }
       }
       for (const server of this.#servers.splice(0)) server.close();
+      clearInterval(this.#refreshTimer);
       this.#markClosed();
     };
-    const othersEnded = withTimeout(others, maxWaitMs);
-    if (this.#accepted.size === 0) {
-      await othersEnded;
+    if (this.#accepted.size === 0 && !others) {
       await finish();
       return;
     }
+    const othersEnded = withTimeout(others ?? Promise.resolve(), maxWaitMs);
     void Promise.all([this.#allClosed(maxWaitMs), othersEnded]).then(finish);
   }
 
@@ -250,6 +256,9 @@ export class CapturedWorkload {
     }
   }
 }
+
+/** How often a captured workload's TLS context is checked against its current certificate. */
+const CONTEXT_REFRESH_MS = 10_000;
 
 const withTimeout = (promise: Promise<void>, ms: number): Promise<void> =>
   new Promise((resolve) => {

@@ -50,6 +50,10 @@ export class DataPath {
   readonly #logger: Logger;
   readonly #contexts: SecureContexts;
   readonly #captured = new Map<string, CapturedWorkload>();
+  /** Captures still starting: a release waits for them (it may come from another thread). */
+  readonly #starting = new Map<string, Promise<unknown>>();
+  /** Released workloads whose listeners wait for their last connections. */
+  readonly #releasing = new Set<CapturedWorkload>();
   readonly #balancer = new Balancer();
 
   constructor(
@@ -103,22 +107,41 @@ export class DataPath {
   /** Starts serving `view` (and, when this thread owns them, installs its capture rules). */
   async capture(view: LocalWorkload): Promise<void> {
     const key = workloadKey(view);
-    if (this.#captured.has(key)) throw new Error(`${key} is captured already`);
+    if (this.#captured.has(key) || this.#starting.has(key)) {
+      throw new Error(`${key} is captured already (or being captured)`);
+    }
     const captured = new CapturedWorkload(this.#capturedDeps(), view);
-    await captured.start();
-    this.#captured.set(key, captured);
+    const starting = captured.start();
+    this.#starting.set(
+      key,
+      starting.catch(() => {}),
+    );
+    try {
+      await starting;
+      this.#captured.set(key, captured);
+    } finally {
+      this.#starting.delete(key);
+    }
   }
 
   /**
-   * Takes `key` out of the mesh (CapturedWorkload.release); resolves at once, and returns a
-   * promise of the moment its listeners are closed, or undefined when it was not captured.
+   * Takes `key` out of the mesh (CapturedWorkload.release) once a capture of it still starting
+   * has finished; resolves then, with `closed`: the moment its listeners are closed (after its
+   * last connections). Undefined when it was not captured.
    */
-  async release(key: string, others?: Promise<void>): Promise<Promise<void> | undefined> {
+  async release(
+    key: string,
+    others?: Promise<void>,
+  ): Promise<{ closed: Promise<void> } | undefined> {
+    await this.#starting.get(key);
     const captured = this.#captured.get(key);
     if (!captured) return undefined;
     this.#captured.delete(key);
+    this.#releasing.add(captured);
     await captured.release(undefined, others);
-    return captured.closed();
+    const closed = captured.closed();
+    void closed.then(() => this.#releasing.delete(captured));
+    return { closed };
   }
 
   /** Policy or state changed: close live connections that are now denied. */
@@ -167,10 +190,12 @@ export class DataPath {
    * end (logged as a warning).
    */
   async close(drainMs = 0): Promise<number> {
+    await Promise.all(this.#starting.values());
     const outbound = drainMs > 0 ? Promise.race([this.pool.close(), delay(drainMs)]) : undefined;
-    await Promise.all([...this.#captured.values()].map((c) => c.stop(drainMs)));
+    await Promise.all([...this.#captured.values(), ...this.#releasing].map((c) => c.stop(drainMs)));
     await outbound;
     this.#captured.clear();
+    this.#releasing.clear();
     this.pool.destroy();
     // The workloads' stop() reset what the drain left; this catches anything not accepted on
     // their listeners. A cut connection closes over the next event-loop turns and only then

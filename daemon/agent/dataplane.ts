@@ -32,6 +32,8 @@ export class Dataplane {
   #reconciledOnce = false;
   readonly #unsubscribe: () => void;
   readonly #goneReported = new Set<string>();
+  /** Released workloads whose listeners still wait for connections: not captured again yet. */
+  readonly #releasing = new Map<string, Promise<void>>();
   #onGone: ((workload: Workload) => Promise<void>) | undefined;
 
   constructor(
@@ -83,7 +85,7 @@ export class Dataplane {
   async connectionList(): Promise<ConnectionInfo[]> {
     const own = this.#path.connections.list();
     if (!this.#threads) return own;
-    const reports = await this.#threads.collect();
+    const { reports } = await this.#threads.collect();
     return [...own, ...reports.flatMap((r) => r.connections)].sort(compareConnections);
   }
 
@@ -91,7 +93,7 @@ export class Dataplane {
   async poolStats(): Promise<HbonePoolStats> {
     const own = this.#path.pool.stats();
     if (!this.#threads) return own;
-    const reports = await this.#threads.collect();
+    const { reports } = await this.#threads.collect();
     return reports.reduce((sum, r) => addPoolStats(sum, r.pool), own);
   }
 
@@ -131,7 +133,9 @@ export class Dataplane {
         await this.#release(key);
         this.#logger.info(
           { workload: key },
-          next ? 'workload changed; capturing again' : 'workload released',
+          next
+            ? 'workload changed; capturing it again once its open connections have ended'
+            : 'workload released',
         );
       } else {
         const captured = this.#path.get(key);
@@ -140,7 +144,9 @@ export class Dataplane {
       }
     }
     for (const [key, view] of desired) {
-      if (this.#path.get(key)) continue;
+      // Its old listeners (and, until they close, its old rules) are still there: the next
+      // pass after they close captures it again.
+      if (this.#path.get(key) || this.#releasing.has(key)) continue;
       try {
         await this.#capture(view);
         this.#logger.info(
@@ -183,7 +189,13 @@ export class Dataplane {
           'a data-path thread did not release the workload',
         ),
       );
-    await this.#path.release(key, others);
+    const { closed } = (await this.#path.release(key, others)) ?? {};
+    if (!closed) return;
+    this.#releasing.set(key, closed);
+    void closed.then(() => {
+      this.#releasing.delete(key);
+      this.reconcile();
+    });
   }
   /**
    * A workload whose namespace no longer exists: its container went away while no agent was

@@ -25,7 +25,8 @@ export interface ThreadData {
 }
 
 export interface IssuedForThread {
-  cert: { serial: string; certChainPem: string; keyPem: string };
+  /** notAfter: epoch milliseconds. */
+  cert: { serial: string; certChainPem: string; keyPem: string; notAfter: number };
   roots: string[];
 }
 
@@ -38,12 +39,15 @@ export interface ThreadReport {
 
 /** How long a certificate fetched from the main thread is used before asking again. */
 const CERTIFICATE_REFRESH_MS = 5_000;
+/** A copy this close to its notAfter is not used while a fresh one is fetched. */
+const CERTIFICATE_EXPIRY_MARGIN_MS = 60_000;
 const CERTIFICATE_CALL_TIMEOUT_MS = 30_000;
 
 /**
- * Certificates held by the main thread's AgentIdentity. A copy is reused for a few seconds
- * and then refreshed in the background, so a rotation reaches this thread within seconds
- * and no connection waits for the main thread once an identity is known.
+ * Certificates held by the main thread's AgentIdentity. A copy is reused for a few seconds;
+ * after that, using it also fetches a fresh one in the background (so a rotation reaches this
+ * thread within seconds and no connection waits for the main thread), unless the copy is
+ * about to expire: then the caller waits for the fresh one.
  */
 class CertificatesFromMain implements CertificateSource {
   roots: string[] = [];
@@ -61,7 +65,9 @@ class CertificatesFromMain implements CertificateSource {
       return Promise.resolve(cached.cert);
     }
     const fetching = this.#fetch(spiffeId);
-    if (!cached) return fetching;
+    if (!cached || cached.cert.notAfter - Date.now() < CERTIFICATE_EXPIRY_MARGIN_MS) {
+      return fetching;
+    }
     fetching.catch(() => {});
     return Promise.resolve(cached.cert);
   }
@@ -128,9 +134,10 @@ function runThread(port: MessagePort, data: ThreadData): void {
         const captured = path.get(`${view.ref.namespace}/${view.ref.name}`);
         if (captured) captured.workload = view;
       },
+      // Answers once this thread's listeners of the workload are closed: its last
+      // connections have ended, so the main thread may remove the capture rules.
       release: async (key: string) => {
-        const closed = await path.release(key);
-        await closed;
+        await (await path.release(key))?.closed;
       },
       collect: async (): Promise<ThreadReport> => ({
         metrics: await registry.getMetricsAsJSON(),

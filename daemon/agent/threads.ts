@@ -11,7 +11,6 @@ import { describeError, MeshdError } from '../errors.js';
 import type { StateChange } from '../model/index.js';
 import { resourceRef } from '../model/index.js';
 import type { Logger } from '../telemetry/index.js';
-import type { CertificateSource } from './contexts.js';
 import type { DataPathOptions } from './data-path.js';
 import type { StateSync } from './state-sync.js';
 import type { IssuedForThread, ThreadData, ThreadReport } from './thread-main.js';
@@ -40,23 +39,42 @@ export interface DataPathThreadsOptions {
   options: DataPathOptions;
   logLevel: LogLevel;
   sync: Pick<StateSync, 'state' | 'onChange'>;
-  certificates: Pick<CertificateSource, 'certificate' | 'roots'>;
+  certificates: {
+    certificate(spiffeId: string): Promise<{
+      serial: string;
+      certChainPem: string;
+      keyPem: string;
+      notAfter: Date;
+    }>;
+    readonly roots: string[];
+  };
   logger: Logger;
   /** A thread stopped on its own (crashed): the agent cannot serve its share any more. */
   onFailure(err: Error): void;
-  /** For tests: another thread script, and a shorter start timeout. */
+  /** For tests: another thread script, and shorter timeouts. */
   script?: URL;
   startTimeoutMs?: number;
+  collectTimeoutMs?: number;
 }
 
 export class DataPathThreads {
   readonly #threads: Thread[];
   readonly #unsubscribe: () => void;
+  readonly #logger: Logger;
   #stopping = false;
 
-  private constructor(threads: Thread[], unsubscribe: () => void) {
+  readonly #collectTimeoutMs: number;
+
+  private constructor(
+    threads: Thread[],
+    unsubscribe: () => void,
+    logger: Logger,
+    collectTimeoutMs: number,
+  ) {
     this.#threads = threads;
     this.#unsubscribe = unsubscribe;
+    this.#logger = logger;
+    this.#collectTimeoutMs = collectTimeoutMs;
   }
 
   static async start(o: DataPathThreadsOptions): Promise<DataPathThreads> {
@@ -65,7 +83,12 @@ export class DataPathThreads {
     const certificate = async (spiffeId: string): Promise<IssuedForThread> => {
       const c = await o.certificates.certificate(spiffeId);
       return {
-        cert: { serial: c.serial, certChainPem: c.certChainPem, keyPem: c.keyPem },
+        cert: {
+          serial: c.serial,
+          certChainPem: c.certChainPem,
+          keyPem: c.keyPem,
+          notAfter: c.notAfter.getTime(),
+        },
         roots: o.certificates.roots,
       };
     };
@@ -92,7 +115,12 @@ export class DataPathThreads {
       threads.push({ index, worker, rpc });
     }
     const unsubscribe = o.sync.onChange((change) => forwardChange(threads, o.sync, change));
-    self = new DataPathThreads(threads, unsubscribe);
+    self = new DataPathThreads(
+      threads,
+      unsubscribe,
+      o.logger,
+      o.collectTimeoutMs ?? COLLECT_TIMEOUT_MS,
+    );
     try {
       const timeoutMs = o.startTimeoutMs ?? START_TIMEOUT_MS;
       await Promise.all(threads.map((t) => t.rpc.call('ready', null, timeoutMs)));
@@ -137,9 +165,28 @@ export class DataPathThreads {
     for (const t of this.#threads) t.rpc.notify('logLevel', level);
   }
 
-  /** Each thread's metrics, connections and pool figures. */
-  collect(): Promise<ThreadReport[]> {
-    return this.#all<ThreadReport>('collect', null, COLLECT_TIMEOUT_MS);
+  /**
+   * Each thread's metrics, connections and pool figures; a thread that does not answer in
+   * time is left out (and named in `unanswered`, and logged), so the others still show.
+   */
+  async collect(): Promise<{ reports: ThreadReport[]; unanswered: number[] }> {
+    const results = await Promise.allSettled(
+      this.#threads.map((t) => t.rpc.call<ThreadReport>('collect', null, this.#collectTimeoutMs)),
+    );
+    const reports: ThreadReport[] = [];
+    const unanswered: number[] = [];
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') reports.push(r.value);
+      else {
+        const index = this.#threads[i]?.index ?? i + 1;
+        unanswered.push(index);
+        this.#logger.warn(
+          { thread: index, err: describeError(r.reason) },
+          'a data-path thread did not report its metrics and connections',
+        );
+      }
+    });
+    return { reports, unanswered };
   }
 
   /** Drains every thread (as DataPath.close) and ends it. */

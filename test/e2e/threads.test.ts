@@ -289,6 +289,14 @@ test('every thread listens on each agent port; a release closes them all once th
       () => admin<{ captured: unknown[] }>('n2', '/config_dump'),
       (d) => d.captured.length === 0,
     );
+    // The wait for the threads' connections runs in the background: reconciling goes on (it
+    // logs the release) while they are still open.
+    await eventually(
+      'the release logged while its connections are open',
+      async () => (logs.n2 ?? []).some((l) => l.includes('"msg":"workload released"')),
+      (logged) => logged,
+      5_000,
+    );
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(holder.exitCode, null, 'connections opened before the release stay open');
     const during = await listeners('n2-w1');

@@ -45,12 +45,15 @@ const certificates = {
     certChainPem: `CHAIN for ${id}`,
     keyPem: 'KEY',
     notBefore: new Date(),
-    notAfter: new Date(),
+    notAfter: new Date(Date.UTC(2030, 0, 1)),
     issuer: 'CA',
   }),
 };
 
-function start(mode: string, extra: { onFailure?: (err: Error) => void; count?: number } = {}) {
+function start(
+  mode: string,
+  extra: { onFailure?: (err: Error) => void; count?: number; logger?: typeof silentLogger } = {},
+) {
   process.env.FAKE_THREAD_MODE = mode;
   const sync = fakeSync();
   const threads = DataPathThreads.start({
@@ -59,10 +62,11 @@ function start(mode: string, extra: { onFailure?: (err: Error) => void; count?: 
     logLevel: 'error',
     sync,
     certificates,
-    logger: silentLogger,
+    logger: extra.logger ?? silentLogger,
     onFailure: extra.onFailure ?? (() => {}),
     script,
     startTimeoutMs: 2_000,
+    collectTimeoutMs: 300,
   });
   return { sync, threads };
 }
@@ -80,9 +84,11 @@ test('threads get the state as a snapshot, then each applied change; they get ce
     sync.emit({ ...change, applied: false, previous: undefined, current: undefined });
     sync.emit({ ...change, applied: true, previous: undefined, current: shop });
     sync.emit({ ...change, applied: true, previous: shop, current: undefined });
-    const reports = (await threads.collect()) as unknown as Array<{
+    const { reports: collected, unanswered } = await threads.collect();
+    assert.deepEqual(unanswered, []);
+    const reports = collected as unknown as Array<{
       seen: Array<{ snapshot?: { revision: number }; event?: unknown }>;
-      certificate: { cert: { certChainPem: string }; roots: string[] };
+      certificate: { cert: { certChainPem: string; notAfter: number }; roots: string[] };
     }>;
     assert.equal(reports.length, 2);
     for (const r of reports) {
@@ -99,6 +105,7 @@ test('threads get the state as a snapshot, then each applied change; they get ce
       ]);
       assert.equal(r.certificate.cert.certChainPem, 'CHAIN for spiffe://cluster.local/ns/a/sa/b');
       assert.deepEqual(r.certificate.roots, ['ROOT-PEM']);
+      assert.equal(r.certificate.cert.notAfter, Date.UTC(2030, 0, 1));
     }
   } finally {
     await threads.close(0);
@@ -135,4 +142,28 @@ test('threads that do not answer in time fail the start with MESHD_E_THREAD, and
   });
   assert.ok(Date.now() - started < 4_000, 'the silent threads were terminated at once');
   assert.equal(failures, 0, 'ending them on purpose is no failure');
+});
+
+test('a thread that exits before it is ready fails the start, naming its exit code', async () => {
+  const { threads } = start('exit-before-ready', { count: 1 });
+  await assert.rejects(threads, (err: unknown) => {
+    assert.ok(err instanceof MeshdError);
+    assert.equal(err.code, 'MESHD_E_THREAD');
+    assert.match(err.message, /data-path thread 1: it exited \(code 4\)/);
+    assert.match(err.message, /MESHD_AGENT_THREADS=1/);
+    return true;
+  });
+});
+
+test('a thread that does not report in time is left out of collect, named, and logged', async () => {
+  const warnings: string[] = [];
+  const logger = { ...silentLogger, warn: (_f: unknown, msg: string) => warnings.push(msg) };
+  const { threads: starting } = start('mute-collect', { count: 1, logger });
+  const threads = await starting;
+  try {
+    assert.deepEqual(await threads.collect(), { reports: [], unanswered: [1] });
+    assert.deepEqual(warnings, ['a data-path thread did not report its metrics and connections']);
+  } finally {
+    await threads.close(0);
+  }
 });
