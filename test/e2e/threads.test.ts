@@ -217,6 +217,8 @@ test('60 connections spread over the threads; /connections, the pool and /metric
         l.includes('destination_workload="n2-w1"'),
     );
   assert.equal(Number(opened?.split(' ').at(-1)), 60, opened);
+  assert.match(metrics, /^meshd_dataplane_threads\{state="answering"\} 3$/m);
+  assert.match(metrics, /^meshd_dataplane_threads\{state="not_answering"\} 0$/m);
 });
 
 test('a DENY policy closes open connections on every thread within 2 s', async () => {
