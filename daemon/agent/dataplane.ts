@@ -174,13 +174,17 @@ export class Dataplane {
     } catch (err) {
       // All or nothing: the kernel hands new connections to every thread's listener, so a
       // workload some threads do not serve must not count as captured.
-      await this.#release(workloadKey(view));
+      // Tried again on the next registry change, like any failed capture (not in a loop).
+      await this.#release(workloadKey(view), { recapture: false });
       throw err;
     }
   }
 
-  /** The capture rules go once every thread's connections of the workload have ended. */
-  async #release(key: string): Promise<void> {
+  /**
+   * The capture rules go once every thread's connections of the workload have ended; then,
+   * unless `recapture` is false, a reconcile captures it again if it is still wanted.
+   */
+  async #release(key: string, { recapture = true } = {}): Promise<void> {
     const others = this.#threads
       ?.release(key)
       .catch((err: unknown) =>
@@ -194,7 +198,7 @@ export class Dataplane {
     this.#releasing.set(key, closed);
     void closed.then(() => {
       this.#releasing.delete(key);
-      this.reconcile();
+      if (recapture) this.reconcile();
     });
   }
   /**
