@@ -347,7 +347,13 @@ export async function startAgent(
     throw err;
   }
   const [admin, metrics, readiness] = endpoints as [HttpEndpoint, HttpEndpoint, HttpEndpoint];
-  const trimmer = new MemoryTrimmer({ trim: trimMallocArenas, logger });
+  const trimmer = new MemoryTrimmer({
+    trim: () => {
+      threads?.trim();
+      return trimMallocArenas();
+    },
+    logger,
+  });
   trimmer.start();
   const closeNow = async (): Promise<void> => {
     stopping = true;

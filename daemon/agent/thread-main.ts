@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import type { LogLevel } from '../config.js';
 import { describeError } from '../errors.js';
 import { MeshState, type Resource, type StateEvent } from '../model/index.js';
+import { trimMallocArenas } from '../net/index.js';
 import { createJsonLogger } from '../telemetry/index.js';
 import type { ConnectionInfo } from './connections.js';
 import type { CertificateSource } from './contexts.js';
@@ -145,6 +146,16 @@ function runThread(port: MessagePort, data: ThreadData): void {
         pool: path.pool.stats(),
       }),
       logLevel: (level: LogLevel) => logger.setLevel(level),
+      // The main thread's memory trimmer found the agent quiet: this thread's V8 heap gives
+      // back its freed pages too (each isolate has its own), then malloc its arenas.
+      trim: () => {
+        (globalThis as { gc?: (o: object) => void }).gc?.({
+          type: 'major',
+          execution: 'sync',
+          flavor: 'last-resort',
+        });
+        trimMallocArenas();
+      },
       // Then the thread ends on its own, so that Node hands its last log lines over first.
       stop: async (drainMs: number) => {
         const left = await path.close(drainMs);

@@ -161,6 +161,11 @@ export class DataPathThreads {
     await this.#all('release', key, RELEASE_TIMEOUT_MS);
   }
 
+  /** Each thread runs a memory-reducing collection and malloc_trim (memory-trimmer.ts). */
+  trim(): void {
+    for (const t of this.#threads) t.rpc.notify('trim', null);
+  }
+
   setLogLevel(level: LogLevel): void {
     for (const t of this.#threads) t.rpc.notify('logLevel', level);
   }

@@ -31,6 +31,7 @@ if (mode === 'exit-before-ready') {
       },
       snapshot: (s: unknown) => seen.push({ snapshot: s }),
       event: (e: unknown) => seen.push({ event: e }),
+      trim: () => seen.push({ trim: true }),
       collect: async () => {
         if (mode === 'mute-collect') return new Promise(() => {});
         const certificate = await rpc?.call(

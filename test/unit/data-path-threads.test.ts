@@ -71,7 +71,7 @@ function start(
   return { sync, threads };
 }
 
-test('threads get the state as a snapshot, then each applied change; they get certificates from the main thread', async () => {
+test('threads get the state as a snapshot, then each applied change, and the trimmer’s notice; they get certificates from the main thread', async () => {
   const { sync, threads: starting } = start('mirror');
   const threads = await starting;
   try {
@@ -84,6 +84,7 @@ test('threads get the state as a snapshot, then each applied change; they get ce
     sync.emit({ ...change, applied: false, previous: undefined, current: undefined });
     sync.emit({ ...change, applied: true, previous: undefined, current: shop });
     sync.emit({ ...change, applied: true, previous: shop, current: undefined });
+    threads.trim();
     const { reports: collected, unanswered } = await threads.collect();
     assert.deepEqual(unanswered, []);
     const reports = collected as unknown as Array<{
@@ -102,6 +103,7 @@ test('threads get the state as a snapshot, then each applied change; they get ce
             revision: 0,
           },
         },
+        { trim: true },
       ]);
       assert.equal(r.certificate.cert.certChainPem, 'CHAIN for spiffe://cluster.local/ns/a/sa/b');
       assert.deepEqual(r.certificate.roots, ['ROOT-PEM']);
