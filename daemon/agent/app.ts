@@ -105,7 +105,7 @@ function loggingRoute(url: string, levels: LevelControl | undefined, logger: Log
 
 /** GET /connections: what the agent proxies right now (`meshctl agent connections`). */
 async function connectionsReport(nodeName: string, dataplane: Dataplane) {
-  return { nodeName, connections: await dataplane.connectionList() };
+  return { nodeName, connections: (await dataplane.live()).connections };
 }
 
 /** Everything the agent knows, sorted and stable, for /config_dump and `meshctl agent -f`. */
@@ -116,10 +116,11 @@ async function configDump(
   dataplane: Dataplane,
 ) {
   const state = sync.state.toJSON();
+  const live = await dataplane.live();
   return {
     node: identity.nodeId,
     nodeName,
-    pool: await dataplane.poolStats(),
+    pool: live.pool,
     captured: dataplane
       .captured()
       .map((w) => ({
@@ -131,7 +132,7 @@ async function configDump(
       .sort((a, b) => a.workload.localeCompare(b.workload)),
     roots: identity.roots.length,
     certificates: certificateRows(identity.list()),
-    connections: await dataplane.connectionList(),
+    connections: live.connections,
     registry: {
       revision: state.revision,
       source: sync.source,

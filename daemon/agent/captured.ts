@@ -49,6 +49,7 @@ export class CapturedWorkload {
   /** Called once the last accepted socket has closed (see #allClosed). */
   readonly #allClosedWaiters = new Set<() => void>();
   #released = false;
+  #stopped = false;
   #markClosed: () => void = () => {};
   #refreshTimer: NodeJS.Timeout | undefined;
   readonly #closed = new Promise<void>((resolve) => {
@@ -135,6 +136,7 @@ export class CapturedWorkload {
    * capture rules stay.
    */
   async stop(drainMs = 0): Promise<void> {
+    this.#stopped = true;
     for (const server of this.#servers.splice(0)) server.close();
     clearInterval(this.#refreshTimer);
     this.#markClosed();
@@ -160,7 +162,9 @@ export class CapturedWorkload {
     const { mark, logger, ownsRules } = this.#deps;
     // Rules first, listeners after: no new connection may meet a closed listener.
     const finish = async () => {
-      if (ownsRules) {
+      // A release still waiting when the agent stops leaves the rules, like every capture of
+      // a stopping agent: the next agent decides (fail closed).
+      if (ownsRules && !this.#stopped) {
         try {
           await removeCapture(this.workload.netns, { mark });
         } catch (err) {

@@ -165,8 +165,14 @@ export class CniEndpoint {
       name: request.name,
     });
     if (!current || !sync.state.isEnrolled(current)) return { captured: false, workload: key };
+    // The namespace too: an older pod of the same name may still be captured.
     const captured = await until(
-      () => dataplane.captured().some((w) => `${w.ref.namespace}/${w.ref.name}` === key),
+      () =>
+        dataplane
+          .captured()
+          .some(
+            (w) => `${w.ref.namespace}/${w.ref.name}` === key && w.netns === current.spec.netns,
+          ),
       deadline,
     );
     if (!captured) {

@@ -20,6 +20,9 @@ import { type LocalWorkload, localWorkload } from './workload-view.js';
 
 export type DataplaneOptions = Omit<DataPathOptions, 'ownsRules' | 'reusePort'>;
 
+/** How long after a failed capture the agent tries again. */
+const CAPTURE_RETRY_MS = 5_000;
+
 export class Dataplane {
   readonly #path: DataPath;
   readonly #threads: DataPathThreads | undefined;
@@ -32,8 +35,13 @@ export class Dataplane {
   #reconciledOnce = false;
   readonly #unsubscribe: () => void;
   readonly #goneReported = new Set<string>();
-  /** Released workloads whose listeners still wait for connections: not captured again yet. */
-  readonly #releasing = new Map<string, Promise<void>>();
+  /**
+   * Released workloads whose listeners still wait for their connections: the same workload in
+   * the same namespace is not captured again until they have closed.
+   */
+  readonly #releasing = new Map<string, { netns: string; closed: Promise<void> }>();
+  /** A failed capture is tried again after a while, not only on the next registry change. */
+  #retry: NodeJS.Timeout | undefined;
   #onGone: ((workload: Workload) => Promise<void>) | undefined;
 
   constructor(
@@ -62,12 +70,12 @@ export class Dataplane {
     return this.#path.metrics;
   }
 
-  /** The main thread's pool (each data-path thread has its own: see poolStats()). */
+  /** The main thread's pool (each data-path thread has its own: see live()). */
   get pool(): HbonePool {
     return this.#path.pool;
   }
 
-  /** The main thread's connection table (see connectionList() for every thread's). */
+  /** The main thread's connection table (see live() for every thread's). */
   get connections() {
     return this.#path.connections;
   }
@@ -81,20 +89,21 @@ export class Dataplane {
     return this.#path.workloads();
   }
 
-  /** Every thread's live connections, in one stable order. */
-  async connectionList(): Promise<ConnectionInfo[]> {
-    const own = this.#path.connections.list();
-    if (!this.#threads) return own;
+  /**
+   * Every thread's live connections (in one stable order) and HBONE pools (summed), from one
+   * round of asking the threads.
+   */
+  async live(): Promise<{ connections: ConnectionInfo[]; pool: HbonePoolStats }> {
+    const connections = this.#path.connections.list();
+    const pool = this.#path.pool.stats();
+    if (!this.#threads) return { connections, pool };
     const { reports } = await this.#threads.collect();
-    return [...own, ...reports.flatMap((r) => r.connections)].sort(compareConnections);
-  }
-
-  /** The HBONE pools of every thread, summed. */
-  async poolStats(): Promise<HbonePoolStats> {
-    const own = this.#path.pool.stats();
-    if (!this.#threads) return own;
-    const { reports } = await this.#threads.collect();
-    return reports.reduce((sum, r) => addPoolStats(sum, r.pool), own);
+    return {
+      connections: [...connections, ...reports.flatMap((r) => r.connections)].sort(
+        compareConnections,
+      ),
+      pool: reports.reduce((sum, r) => addPoolStats(sum, r.pool), pool),
+    };
   }
 
   /** Coalesces bursts of changes into one pass at a time. */
@@ -144,9 +153,10 @@ export class Dataplane {
       }
     }
     for (const [key, view] of desired) {
-      // Its old listeners (and, until they close, its old rules) are still there: the next
-      // pass after they close captures it again.
-      if (this.#path.get(key) || this.#releasing.has(key)) continue;
+      // In the same namespace its old listeners (and, until they close, its old rules) are
+      // still there: the pass after they close captures it again. A new pod of the same name
+      // has a new namespace and is captured at once.
+      if (this.#path.get(key) || this.#releasing.get(key)?.netns === view.netns) continue;
       try {
         await this.#capture(view);
         this.#logger.info(
@@ -155,14 +165,23 @@ export class Dataplane {
         );
       } catch (err) {
         this.#logger.error(
-          { workload: key, err: describeError(err) },
+          { workload: key, err: describeError(err), retryInMs: CAPTURE_RETRY_MS },
           'capturing the workload failed',
         );
+        this.#retryLater();
       }
     }
     this.#path.recheck();
     this.metrics.captured.set(this.#path.size);
     if (this.#sync.source !== 'empty') this.#reconciledOnce = true;
+  }
+
+  #retryLater(): void {
+    if (this.#retry || this.#closed) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.reconcile();
+    }, CAPTURE_RETRY_MS).unref();
   }
 
   /** Rules and the main thread's listeners first, then every data-path thread's. */
@@ -174,7 +193,7 @@ export class Dataplane {
     } catch (err) {
       // All or nothing: the kernel hands new connections to every thread's listener, so a
       // workload some threads do not serve must not count as captured.
-      // Tried again on the next registry change, like any failed capture (not in a loop).
+      // Tried again later like any failed capture (#retryLater), not at once in a loop.
       await this.#release(workloadKey(view), { recapture: false });
       throw err;
     }
@@ -193,11 +212,13 @@ export class Dataplane {
           'a data-path thread did not release the workload',
         ),
       );
+    const netns = this.#path.get(key)?.workload.netns ?? '';
     const { closed } = (await this.#path.release(key, others)) ?? {};
     if (!closed) return;
-    this.#releasing.set(key, closed);
+    const entry = { netns, closed };
+    this.#releasing.set(key, entry);
     void closed.then(() => {
-      this.#releasing.delete(key);
+      if (this.#releasing.get(key) === entry) this.#releasing.delete(key);
       if (recapture) this.reconcile();
     });
   }
@@ -240,6 +261,7 @@ export class Dataplane {
    */
   async close(drainMs = 0): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#retry);
     this.#unsubscribe();
     await this.#reconciling;
     await Promise.all([this.#path.close(drainMs), this.#threads?.close(drainMs)]);

@@ -34,5 +34,9 @@ export async function stopOnThreadFailure(handle: AgentHandle, logger: Logger): 
     'the agent stops: a data-path thread is gone; its supervisor starts it again',
   );
   process.exitCode = THREAD_FAILURE_EXIT_CODE;
-  await handle.close();
+  await handle
+    .close()
+    .catch((closeErr: unknown) =>
+      logger.error({ err: describeError(closeErr) }, 'shutdown failed'),
+    );
 }

@@ -765,15 +765,16 @@ test("CONNECT to an address that is not the workload's and an expired client cer
  * A container on node 1 the way a runtime makes it: its netns, then ptp ADD, then meshd-cni ADD
  * with ptp's result as prevResult (namespace shop, pod `name`).
  */
-async function cniContainer(name: string) {
+/** A container on node 1 for pod `name`; `instance` tells apart two containers of one pod. */
+async function cniContainer(name: string, instance = '') {
   const { cniNetworkConfig, LAB_STATE_ROOT } = await import('../../ctl/lab/index.js');
   const node = lab.plan.nodes[0];
   assert.ok(node);
-  const netns = `mdl-${lab.id}-n1-${name}`;
+  const netns = `mdl-${lab.id}-n1-${name}${instance}`;
   const env = (command: string) => ({
     PATH: process.env.PATH,
     CNI_COMMAND: command,
-    CNI_CONTAINERID: `${name}-${lab.id}`,
+    CNI_CONTAINERID: `${name}${instance}-${lab.id}`,
     CNI_NETNS: `/var/run/netns/${netns}`,
     CNI_IFNAME: 'eth0',
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=${name}`,
@@ -812,6 +813,46 @@ async function cniContainer(name: string) {
     },
   };
 }
+
+test('a pod recreated under the same name (a new namespace) is captured at once while the old one still has a connection', async () => {
+  const echo = await tcpServer('n2-w1', 'echo', 8101);
+  const old = await cniContainer('sts-0');
+  await old.add();
+  const holder = spawn('ip', [
+    'netns',
+    'exec',
+    old.netns,
+    process.execPath,
+    supportScript('tcp-client'),
+    'hold',
+    '1',
+    lab.member('n2-w1').ipv4,
+    '8101',
+  ]);
+  running.push(holder);
+  const held = waitForLine(holder, '{"held":1}', 15_000);
+  const fresh = await cniContainer('sts-0', '-b');
+  try {
+    await held;
+    // The old pod's CNI DEL releases it; its connection keeps the old listeners open.
+    await old.delMesh();
+    const started = Date.now();
+    await fresh.add(); // answers once the new pod is captured (or fails after 20 s)
+    assert.ok(Date.now() - started < 10_000, `captured after ${Date.now() - started} ms`);
+    assert.equal(holder.exitCode, null, 'the old pod’s connection is still open');
+    const dump = await lab.exec('n1', ['curl', '-sS', 'http://127.0.0.1:15000/config_dump']);
+    const entry = (
+      JSON.parse(dump.stdout) as { captured: { workload: string; netns: string }[] }
+    ).captured.find((c) => c.workload === 'shop/sts-0');
+    assert.equal(entry?.netns, `/var/run/netns/${fresh.netns}`);
+  } finally {
+    stop(holder);
+    stop(echo);
+    await fresh.delMesh().catch(() => {});
+    await fresh.remove().catch(() => {});
+    await old.remove().catch(() => {});
+  }
+});
 
 test('the CNI chain (ptp, then meshd-cni) makes an enrolled workload whose first connection is already in the mesh', async () => {
   const container = await cniContainer('cni-1');
