@@ -186,6 +186,23 @@ export class CapturedWorkload {
     void Promise.all([this.#allClosed(maxWaitMs), othersEnded]).then(finish);
   }
 
+  /**
+   * Stops accepting at once and sends HBONE peers a GOAWAY, leaving the rules and the open
+   * connections: a capture of the same namespace (the workload under a new identity) takes
+   * over the ports right away. stop() still drains what is left.
+   */
+  handOver(): void {
+    for (const server of this.#servers.splice(0)) server.close();
+    clearInterval(this.#refreshTimer);
+    void this.#hbone?.close().catch(() => {});
+    this.#markClosed();
+  }
+
+  /** Resolves once every connection accepted on the listeners has closed. */
+  drained(): Promise<void> {
+    return this.#allClosed(3_600_000);
+  }
+
   /** Resolves once release() has closed the listeners (or stop() has). */
   closed(): Promise<void> {
     return this.#closed;

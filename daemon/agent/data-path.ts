@@ -54,6 +54,8 @@ export class DataPath {
   readonly #starting = new Map<string, Promise<unknown>>();
   /** Released workloads whose listeners wait for their last connections. */
   readonly #releasing = new Set<CapturedWorkload>();
+  /** Workloads handed over to a new capture whose old connections are still open. */
+  readonly #handedOver = new Set<CapturedWorkload>();
   readonly #balancer = new Balancer();
 
   constructor(
@@ -144,9 +146,24 @@ export class DataPath {
     return { closed };
   }
 
+  /**
+   * Closes `key`'s listeners at once and forgets it, leaving its rules and its open
+   * connections (CapturedWorkload.handOver), so that it can be captured again right away.
+   */
+  async handOver(key: string): Promise<void> {
+    await this.#starting.get(key);
+    const captured = this.#captured.get(key);
+    if (!captured) return;
+    this.#captured.delete(key);
+    this.#handedOver.add(captured);
+    captured.handOver();
+    void captured.drained().then(() => this.#handedOver.delete(captured));
+  }
+
   /** Policy or state changed: close live connections that are now denied. */
   recheck(): void {
-    for (const captured of this.#captured.values()) captured.recheck();
+    // Connections a handed-over capture still carries stay under policy too.
+    for (const captured of [...this.#captured.values(), ...this.#handedOver]) captured.recheck();
   }
 
   #capturedDeps() {
@@ -192,10 +209,12 @@ export class DataPath {
   async close(drainMs = 0): Promise<number> {
     await Promise.all(this.#starting.values());
     const outbound = drainMs > 0 ? Promise.race([this.pool.close(), delay(drainMs)]) : undefined;
-    await Promise.all([...this.#captured.values(), ...this.#releasing].map((c) => c.stop(drainMs)));
+    const all = [...this.#captured.values(), ...this.#releasing, ...this.#handedOver];
+    await Promise.all(all.map((c) => c.stop(drainMs)));
     await outbound;
     this.#captured.clear();
     this.#releasing.clear();
+    this.#handedOver.clear();
     this.pool.destroy();
     // The workloads' stop() reset what the drain left; this catches anything not accepted on
     // their listeners. A cut connection closes over the next event-loop turns and only then

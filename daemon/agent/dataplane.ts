@@ -138,13 +138,17 @@ export class Dataplane {
     for (const current of this.#path.workloads()) {
       const key = workloadKey(current);
       const next = desired.get(key);
-      if (!next || next.netns !== current.netns || next.identity !== current.identity) {
+      if (next && next.netns === current.netns && next.identity !== current.identity) {
+        await this.#handOver(key);
+        this.#logger.info(
+          { workload: key, identity: next.identity, previous: current.identity },
+          'workload identity changed; captured again with it, open connections keep the old one',
+        );
+      } else if (!next || next.netns !== current.netns) {
         await this.#release(key);
         this.#logger.info(
           { workload: key },
-          next
-            ? 'workload changed; capturing it again once its open connections have ended'
-            : 'workload released',
+          next ? 'workload moved to a new namespace; the old one released' : 'workload released',
         );
       } else {
         const captured = this.#path.get(key);
@@ -197,6 +201,25 @@ export class Dataplane {
       await this.#release(workloadKey(view), { recapture: false });
       throw err;
     }
+  }
+
+  /**
+   * Same namespace, new identity: every thread closes the workload's listeners now (the rules
+   * stay), so that this pass captures it again with the new certificate; connections already
+   * open end as they would, under the old one.
+   */
+  async #handOver(key: string): Promise<void> {
+    await Promise.all([
+      this.#path.handOver(key),
+      this.#threads
+        ?.handOver(key)
+        .catch((err: unknown) =>
+          this.#logger.warn(
+            { workload: key, err: describeError(err) },
+            'a data-path thread did not hand the workload over',
+          ),
+        ),
+    ]);
   }
 
   /**

@@ -135,6 +135,7 @@ function runThread(port: MessagePort, data: ThreadData): void {
         const captured = path.get(`${view.ref.namespace}/${view.ref.name}`);
         if (captured) captured.workload = view;
       },
+      handOver: (key: string) => path.handOver(key),
       // Answers once this thread's listeners of the workload are closed: its last
       // connections have ended, so the main thread may remove the capture rules.
       release: async (key: string) => {

@@ -156,6 +156,11 @@ export class DataPathThreads {
     for (const t of this.#threads) t.rpc.notify('update', view);
   }
 
+  /** Every thread closes `key`'s listeners now and keeps its connections (DataPath.handOver). */
+  async handOver(key: string): Promise<void> {
+    await this.#all('handOver', key, CAPTURE_TIMEOUT_MS);
+  }
+
   /** Resolves once every thread's connections of `key` have ended and its listeners closed. */
   async release(key: string): Promise<void> {
     await this.#all('release', key, RELEASE_TIMEOUT_MS);

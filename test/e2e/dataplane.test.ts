@@ -814,6 +814,59 @@ async function cniContainer(name: string, instance = '') {
   };
 }
 
+test('a workload whose identity changes is captured again at once; a connection it had open keeps going', async () => {
+  const target = lab.member('n2-w1').ipv4;
+  const server = await tcpServer('n2-w1', 'echo', 9210);
+  const holder = lab.spawn('n1-w2', [
+    process.execPath,
+    supportScript('tcp-client'),
+    'hold',
+    '1',
+    target,
+    '9210',
+  ]);
+  running.push(holder);
+  const identityOf = async () => {
+    const { stdout } = await lab.exec('n1', ['curl', '-sS', 'http://127.0.0.1:15000/config_dump']);
+    return (
+      JSON.parse(stdout) as { captured: { workload: string; identity: string }[] }
+    ).captured.find((c) => c.workload === 'shop/n1-w2')?.identity;
+  };
+  try {
+    await waitForLine(holder, '{"held":1}', 15_000);
+    await apply(workloadYaml('n1-w2', 'shop', 'api-v2', 'api'));
+    await eventually(
+      'n1-w2 captured with its new identity',
+      identityOf,
+      (id) => id === 'spiffe://cluster.local/ns/shop/sa/api-v2',
+      3_000,
+    );
+    assert.equal(holder.exitCode, null, 'the connection opened before keeps going');
+    const before = logs.n1?.length ?? 0;
+    assert.deepEqual(await tcpClient('n1-w2', ['finonly', target, '9210'], 10_000), {
+      eof: true,
+      bytes: 0,
+    });
+    await eventually(
+      'the new connection goes out with the new identity',
+      async () =>
+        logs.n1
+          ?.slice(before)
+          .find((l) => l.includes('"msg":"connection complete"') && l.includes(':9210"')),
+      (l) => /"src":\{[^}]*"identity":"cluster\.local\/ns\/shop\/sa\/api-v2"/.test(l ?? ''),
+    );
+  } finally {
+    stop(holder);
+    stop(server);
+    await apply(workloadYaml('n1-w2', 'shop', 'api', 'api'));
+    await eventually(
+      'n1-w2 back to its identity',
+      identityOf,
+      (id) => id === 'spiffe://cluster.local/ns/shop/sa/api',
+    );
+  }
+});
+
 test('a pod recreated under the same name (a new namespace) is captured at once while the old one still has a connection', async () => {
   const echo = await tcpServer('n2-w1', 'echo', 8101);
   const old = await cniContainer('sts-0');

@@ -330,6 +330,31 @@ test('every thread listens on each agent port; a release closes them all once th
   stop(again);
 });
 
+test('a new identity: every thread takes the workload over at once, with its own listeners', async () => {
+  const identity = async () =>
+    (
+      await admin<{ captured: { workload: string; identity: string }[] }>('n2', '/config_dump')
+    ).captured.find((c) => c.workload === 'shop/n2-w1')?.identity;
+  await apply(workloadYaml('n2-w1', 'api-v2'));
+  try {
+    await eventually(
+      'n2-w1 captured with its new identity',
+      identity,
+      (id) => id === 'spiffe://cluster.local/ns/shop/sa/api-v2',
+      3_000,
+    );
+    assert.deepEqual(await listeners('n2-w1'), { 15001: 2, 15006: 2, 15008: 2 });
+    const server = await echoServer(9305);
+    stop(await holdConnections(10, 9305));
+    stop(server);
+  } finally {
+    await apply(workloadYaml('n2-w1', 'api'));
+    await eventually('n2-w1 back to its identity', identity, (id) =>
+      Boolean(id?.endsWith('/sa/api')),
+    );
+  }
+});
+
 test('SIGTERM drains every thread: connections are reset after the drain, each logged, and the agent exits 0', async () => {
   const server = await echoServer(9302);
   const holder = await holdConnections(30, 9302);
