@@ -11,6 +11,7 @@ import { Lab } from '../../ctl/lab/index.js';
 import { run } from '../../daemon/command.js';
 import { initCa } from '../../daemon/identity/index.js';
 import {
+  eventually,
   startEchoServer,
   stop,
   supportScript,
@@ -73,22 +74,6 @@ async function captured(node: string): Promise<string[]> {
   return (JSON.parse(stdout) as { captured: { workload: string }[] }).captured.map(
     (c) => c.workload,
   );
-}
-
-async function eventually<T>(
-  what: string,
-  fn: () => Promise<T>,
-  ok: (v: T) => boolean,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn().catch(() => undefined as T);
-    if (value !== undefined && ok(value)) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out: ${what} (last: ${JSON.stringify(value)})`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 before(async () => {

@@ -10,7 +10,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Lab } from '../../ctl/lab/index.js';
 import { initCa } from '../../daemon/identity/index.js';
-import { stop, supportScript, waitForLine, waitForOutput } from '../support/lab-helpers.js';
+import {
+  eventually,
+  stop,
+  supportScript,
+  waitForLine,
+  waitForOutput,
+} from '../support/lab-helpers.js';
 
 const root = new URL('../../..', import.meta.url).pathname;
 const meshd = join(root, 'dist/daemon/main.js');
@@ -49,22 +55,6 @@ spec: { node: ${m.node}, addresses: [${m.ipv4}], serviceAccount: ${sa}, netns: /
 async function admin<T>(node: string, path: string): Promise<T> {
   const { stdout } = await lab.exec(node, ['curl', '-sS', `http://127.0.0.1:15000${path}`]);
   return JSON.parse(stdout) as T;
-}
-
-async function eventually<T>(
-  what: string,
-  fn: () => Promise<T>,
-  ok: (v: T) => boolean,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn().catch(() => undefined as T);
-    if (value !== undefined && ok(value)) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out: ${what} (last: ${JSON.stringify(value)})`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 async function echoServer(port: number): Promise<ChildProcess> {

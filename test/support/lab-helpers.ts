@@ -83,3 +83,20 @@ export async function startEchoServer(
 export function stop(child: ChildProcess | undefined): void {
   if (child && child.exitCode === null) child.kill('SIGTERM');
 }
+
+/** Polls `fn` every 200 ms until `ok` holds for its value; fails after `timeoutMs`, showing the last. */
+export async function eventually<T>(
+  what: string,
+  fn: () => Promise<T>,
+  ok: (v: T) => boolean,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn().catch(() => undefined as T);
+    if (value !== undefined && ok(value)) return value;
+    if (Date.now() > deadline)
+      throw new Error(`timed out: ${what} (last: ${JSON.stringify(value)})`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
