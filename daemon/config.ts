@@ -155,6 +155,17 @@ export interface AgentConfig {
   maxPendingConnectsPerWorkload: number;
   /** On SIGTERM: how long live connections may take to finish before they are closed. */
   drainTimeoutMs: number;
+  /** HBONE connections in the TLS handshake at once (all sources); at the cap the oldest goes. */
+  hboneMaxHandshakes: number;
+  /** HBONE connections in the TLS handshake at once from one source IP; more are refused. */
+  hboneMaxHandshakesPerSource: number;
+  /** Streams an HBONE peer may cancel before their answer: a burst, then a rate per second. */
+  hboneCancelledStreamBurst: number;
+  hboneCancelledStreamRate: number;
+  /** How long a source cut off for abuse (rapid reset) has its new connections refused. */
+  hbonePenaltyMs: number;
+  /** CONNECT streams one source IP may open per second (also the burst). */
+  hboneStreamRatePerSource: number;
   /** Unix socket meshd-cni talks to (mode 0600). */
   cniSocket: string;
   /** How long a CNI ADD waits for an enrolled workload to be captured. */
@@ -277,6 +288,32 @@ export const agentSpec: Spec<AgentConfig> = {
   drainTimeoutMs: {
     env: 'DRAIN_TIMEOUT',
     parse: parse.durationBetween(0, 600_000),
+    default: 5_000,
+  },
+  hboneMaxHandshakes: { env: 'HBONE_MAX_HANDSHAKES', parse: parse.int(1, 100_000), default: 512 },
+  hboneMaxHandshakesPerSource: {
+    env: 'HBONE_MAX_HANDSHAKES_PER_SOURCE',
+    parse: parse.int(1, 100_000),
+    default: 64,
+  },
+  hboneCancelledStreamBurst: {
+    env: 'HBONE_CANCELLED_STREAM_BURST',
+    parse: parse.int(1, 100_000),
+    default: 20,
+  },
+  hboneCancelledStreamRate: {
+    env: 'HBONE_CANCELLED_STREAM_RATE',
+    parse: parse.int(0, 100_000),
+    default: 5,
+  },
+  hbonePenaltyMs: {
+    env: 'HBONE_PENALTY',
+    parse: parse.durationBetween(0, 3_600_000),
+    default: 10_000,
+  },
+  hboneStreamRatePerSource: {
+    env: 'HBONE_STREAM_RATE_PER_SOURCE',
+    parse: parse.int(1, 10_000_000),
     default: 5_000,
   },
   adminPort: { env: 'ADMIN_PORT', parse: parse.port, default: 15000 },

@@ -22,6 +22,7 @@ import {
   startHttpEndpoint,
 } from '../telemetry/index.js';
 import { CniEndpoint } from './cni-endpoint.js';
+import type { HboneDefences } from './data-path.js';
 import { Dataplane, type DataplaneOptions } from './dataplane.js';
 import { AgentIdentity } from './identity.js';
 import { MemoryTrimmer } from './memory-trimmer.js';
@@ -231,6 +232,7 @@ export async function startAgent(
     // The limits hold per workload: each thread takes its share.
     maxConnectionsPerWorkload: Math.ceil(config.maxConnectionsPerWorkload / config.threads),
     maxPendingConnectsPerWorkload: Math.ceil(config.maxPendingConnectsPerWorkload / config.threads),
+    defences: hboneDefences(config),
   };
   let reportThreadFailure: (err: Error) => void = () => {};
   const threadFailed = new Promise<Error>((resolve) => {
@@ -379,5 +381,18 @@ export async function startAgent(
       closing ??= closeNow();
       return closing;
     },
+  };
+}
+
+/** The HBONE listeners' defences of one data-path thread: the agent's limits, shared out. */
+function hboneDefences(config: AgentConfig): HboneDefences {
+  const share = (n: number) => Math.max(1, Math.ceil(n / config.threads));
+  return {
+    maxHandshakes: share(config.hboneMaxHandshakes),
+    maxHandshakesPerSource: share(config.hboneMaxHandshakesPerSource),
+    cancelledStreamBurst: config.hboneCancelledStreamBurst,
+    cancelledStreamRate: config.hboneCancelledStreamRate,
+    penaltyMs: config.hbonePenaltyMs,
+    streamRatePerSource: share(config.hboneStreamRatePerSource),
   };
 }

@@ -10,7 +10,13 @@ import { describeError } from '../errors.js';
 import { connectFromNetns, listenInNetns, originalDst } from '../net/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { SecureContexts } from './contexts.js';
-import { abortSide, HboneServer, splice } from './hbone/index.js';
+import {
+  abortSide,
+  HboneServer,
+  type HboneServerLimits,
+  type SourceGuard,
+  splice,
+} from './hbone/index.js';
 import {
   handlePlaintextInbound,
   hboneConnectHandler,
@@ -31,6 +37,9 @@ export interface CapturedDeps {
   mark: number;
   logger: Logger;
   handshakeTimeoutMs: number;
+  /** The data-path thread's per-source defences, shared by every workload's HBONE listener. */
+  guard: SourceGuard;
+  serverLimits: Partial<HboneServerLimits>;
   /**
    * False on a data-path thread (threads.ts): the main thread owns the workload's capture
    * rules and this thread only serves its own listeners.
@@ -102,7 +111,8 @@ export class CapturedWorkload {
           'HBONE connection refused',
         );
       },
-      limits: { handshakeTimeoutMs: deps.handshakeTimeoutMs },
+      limits: { ...deps.serverLimits, handshakeTimeoutMs: deps.handshakeTimeoutMs },
+      guard: deps.guard,
       logger: deps.logger,
     });
     try {

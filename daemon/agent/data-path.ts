@@ -13,7 +13,7 @@ import { CapturedWorkload } from './captured.js';
 import { ConnectionTable } from './connections.js';
 import { type CertificateSource, SecureContexts } from './contexts.js';
 import { DataplaneMetrics } from './dataplane-metrics.js';
-import { HbonePool } from './hbone/index.js';
+import { HbonePool, SourceGuard } from './hbone/index.js';
 import type { LocalWorkload } from './workload-view.js';
 
 export interface DataPathOptions {
@@ -31,6 +31,18 @@ export interface DataPathOptions {
   ownsRules: boolean;
   /** SO_REUSEPORT on the captured listeners (more than one data-path thread). */
   reusePort: boolean;
+  /** The HBONE listeners' defences (this thread's share of the agent's limits). */
+  defences: HboneDefences;
+}
+
+/** docs/dataplane.md "Limits and defences". */
+export interface HboneDefences {
+  maxHandshakes: number;
+  maxHandshakesPerSource: number;
+  cancelledStreamBurst: number;
+  cancelledStreamRate: number;
+  penaltyMs: number;
+  streamRatePerSource: number;
 }
 
 const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
@@ -57,6 +69,8 @@ export class DataPath {
   /** Workloads handed over to a new capture whose old connections are still open. */
   readonly #handedOver = new Set<CapturedWorkload>();
   readonly #balancer = new Balancer();
+  /** One set of per-source defences for every captured workload's HBONE listener. */
+  readonly #guard: SourceGuard;
 
   constructor(
     options: DataPathOptions,
@@ -69,6 +83,14 @@ export class DataPath {
     this.#state = state;
     this.#logger = logger;
     this.#contexts = new SecureContexts(certificates);
+    const d = options.defences;
+    this.#guard = new SourceGuard({
+      maxHandshakes: d.maxHandshakes,
+      maxHandshakesPerSource: d.maxHandshakesPerSource,
+      handshakeTimeoutMs: options.handshakeTimeoutMs,
+      penaltyMs: d.penaltyMs,
+      streamOpens: { burst: d.streamRatePerSource, ratePerSecond: d.streamRatePerSource },
+    });
     this.metrics = new DataplaneMetrics(registry, logger.child({ log: 'access' }));
     this.pool = new HbonePool({
       trustDomain: options.trustDomain,
@@ -195,6 +217,11 @@ export class DataPath {
       mark: o.mark,
       logger: this.#logger,
       handshakeTimeoutMs: o.handshakeTimeoutMs,
+      guard: this.#guard,
+      serverLimits: {
+        cancelledStreamBurst: o.defences.cancelledStreamBurst,
+        cancelledStreamRate: o.defences.cancelledStreamRate,
+      },
       ownsRules: o.ownsRules,
       reusePort: o.reusePort,
     };

@@ -90,8 +90,10 @@ async function toApplication(
   record: Omit<ConnectionRecord, 'sentBytes' | 'receivedBytes' | 'durationMs' | 'responseFlags'>,
   started: number,
   sourcePort: number | undefined,
+  signal?: AbortSignal,
 ): Promise<Socket> {
   return connectFromNetns({
+    signal,
     netns: workload.netns,
     family: family(attributes.destinationIp),
     mark: deps.mark,
@@ -210,9 +212,11 @@ export function hboneConnectHandler(
         record,
         started,
         sourcePort,
+        req.signal,
       );
       return { status: 200, upstream };
     } catch (err) {
+      if (req.signal.aborted) return refuse(503, 'the client cancelled the stream', 'DC');
       return refuse(
         503,
         `upstream ${ip}:${port} unreachable: ${describeError(err).split('\n')[0]}`,

@@ -55,6 +55,8 @@ export interface ConnectFromNetnsOptions extends NetnsSocketOptions {
   timeoutMs?: number;
   /** As net.Socket: keep the write side open after the peer's FIN. */
   allowHalfOpen?: boolean;
+  /** Gives up the connect (the socket is destroyed, the promise rejects with ECANCELED). */
+  signal?: AbortSignal;
 }
 
 const NETNS_DIR = '/var/run/netns/';
@@ -175,6 +177,7 @@ export async function connectFromNetns(opts: ConnectFromNetnsOptions): Promise<S
   assertUint(where, 'timeoutMs', timeoutMs, 0x7fff_ffff);
   assertOptionalBoolean(where, 'allowHalfOpen', opts.allowHalfOpen);
 
+  if (opts.signal?.aborted) throw cancelledError(where, opts);
   const fd = socketInNetns(opts, { address: opts.localAddress, port: opts.localPort });
   return connectFd(adoptFd(fd, opts.allowHalfOpen ?? false), opts, timeoutMs);
 }
@@ -198,6 +201,7 @@ function connectFd(
   return new Promise((resolve, reject) => {
     const fail = (err: SocketError) => {
       clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
       socket.off('error', onError);
       socket.off('connect', onConnect);
       socket.destroy();
@@ -214,8 +218,14 @@ function connectFd(
     const onConnect = () => {
       clearTimeout(timer);
       socket.off('error', onError);
+      opts.signal?.removeEventListener('abort', onAbort);
       resolve(socket);
     };
+    const onAbort = () => {
+      opts.signal?.removeEventListener('abort', onAbort);
+      fail(cancelledError('connectFromNetns', opts));
+    };
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
     const timer = setTimeout(() => {
       const cause = Object.assign(new Error(`no answer within ${timeoutMs} ms`), {
         code: 'ETIMEDOUT',
@@ -227,5 +237,19 @@ function connectFd(
     socket.once('error', onError);
     socket.once('connect', onConnect);
     socket.connect({ port: opts.port, host: opts.host });
+  });
+}
+
+function cancelledError(where: string, opts: ConnectFromNetnsOptions): SocketError {
+  const target = endpoint(opts.family, opts.host, opts.port);
+  const cause = Object.assign(new Error('the caller gave up'), {
+    code: 'ECANCELED',
+    errno: constants.errno.ECANCELED,
+    syscall: 'connect',
+  });
+  return socketError(`${where}: connecting to ${target} was cancelled`, cause, {
+    syscall: 'connect',
+    address: target,
+    netns: opts.netns,
   });
 }

@@ -21,6 +21,14 @@ const options: DataPathOptions = {
   maxPendingConnectsPerWorkload: 10,
   ownsRules: false,
   reusePort: true,
+  defences: {
+    maxHandshakes: 16,
+    maxHandshakesPerSource: 4,
+    cancelledStreamBurst: 20,
+    cancelledStreamRate: 5,
+    penaltyMs: 1_000,
+    streamRatePerSource: 100,
+  },
 };
 
 function fakeSync() {

@@ -42,6 +42,12 @@ export {
   type PeerIdentity,
   type RejectedInfo,
 } from './server.js';
+export {
+  type AdmitRefusal,
+  DEFAULT_SOURCE_GUARD_LIMITS,
+  SourceGuard,
+  type SourceGuardLimits,
+} from './source-guard.js';
 export { abortSide, type SpliceResult, splice } from './splice.js';
 export {
   HBONE_ALPN,
@@ -49,6 +55,7 @@ export {
   hboneSecureContext,
   type TlsRejectReason,
 } from './tls.js';
+export { TokenBucket, type TokenBucketLimits } from './token-bucket.js';
 export { DEFAULT_HTTP2_TUNING, type Http2Tuning } from './tuning.js';
 
 /** The HBONE port inside every enrolled workload's netns. */

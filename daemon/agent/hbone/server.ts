@@ -10,6 +10,7 @@ import type { X509Certificate } from 'node:crypto';
 import {
   createServer as createHttp2Server,
   type Http2Server,
+  constants as h2,
   type IncomingHttpHeaders,
   type ServerHttp2Session,
   type ServerHttp2Stream,
@@ -26,8 +27,10 @@ import {
   parseHostPort,
 } from './headers.js';
 import { startKeepalive } from './keepalive.js';
+import { type AdmitRefusal, SourceGuard } from './source-guard.js';
 import { type SpliceResult, splice } from './splice.js';
 import { acceptTls, TlsRejection, type TlsRejectReason } from './tls.js';
+import { TokenBucket } from './token-bucket.js';
 import { type Http2Tuning, http2Settings, openConnectionWindow, resolveTuning } from './tuning.js';
 
 export interface PeerIdentity {
@@ -72,11 +75,15 @@ export type ConnectDecision =
 
 export type HboneRejectReason =
   | TlsRejectReason
+  | AdmitRefusal
+  | 'handshake-evicted'
   | 'max-connections'
   | 'closing'
   | 'http2-protocol'
   | 'method'
-  | 'bad-authority';
+  | 'bad-authority'
+  | 'rapid-reset'
+  | 'stream-rate';
 
 export interface RejectedInfo {
   /** A connection refused before or during HTTP/2, or a single stream refused. */
@@ -89,7 +96,7 @@ export interface RejectedInfo {
 }
 
 export interface HboneServerLimits {
-  /** From accept to a verified TLS peer. */
+  /** From accept to a verified TLS peer (used when no SourceGuard is passed in). */
   handshakeTimeoutMs: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS announced to clients. */
   maxStreamsPerConnection: number;
@@ -106,6 +113,13 @@ export interface HboneServerLimits {
   /** nghttp2's rapid-reset guard: RST_STREAMs a client may send in a burst, then per second. */
   streamResetBurst: number;
   streamResetRate: number;
+  /**
+   * Streams a session's peer may cancel before their answer (HTTP/2 rapid reset): a burst,
+   * then this many per second. Past it the session gets GOAWAY ENHANCE_YOUR_CALM and is cut,
+   * and its source is refused for the guard's penalty time.
+   */
+  cancelledStreamBurst: number;
+  cancelledStreamRate: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: Readonly<HboneServerLimits> = Object.freeze({
@@ -119,6 +133,8 @@ export const DEFAULT_SERVER_LIMITS: Readonly<HboneServerLimits> = Object.freeze(
   keepaliveTimeoutMs: 10_000,
   streamResetBurst: 1000,
   streamResetRate: 33,
+  cancelledStreamBurst: 20,
+  cancelledStreamRate: 5,
 });
 
 export interface HboneServerOptions {
@@ -131,8 +147,14 @@ export interface HboneServerOptions {
   onConnect: (request: ConnectRequest) => Promise<ConnectDecision>;
   onRejected?: (info: RejectedInfo) => void;
   limits?: Partial<HboneServerLimits>;
+  /**
+   * Per-source defences shared by every HBONE server of a data-path thread (pending
+   * handshakes, penalties, stream opens); one of its own when absent.
+   */
+  guard?: SourceGuard;
   http2?: Partial<Http2Tuning>;
   logger?: Logger;
+  now?: () => number;
 }
 
 export interface HboneServerStats {
@@ -144,6 +166,8 @@ export interface HboneServerStats {
   /** Live CONNECT streams (deciding or tunneling). */
   streams: number;
   streamsTotal: number;
+  /** Streams the peer cancelled before their answer (no upstream connect was made for them). */
+  cancelledStreams: number;
   /** Answers sent, by status ("200", "400", "401", "405", "503"). */
   responses: Record<string, number>;
   /** Refusals, by reason (see RejectedInfo). */
@@ -157,6 +181,8 @@ interface SessionState {
   active: number;
   idleTimer: NodeJS.Timeout | undefined;
   reported: boolean;
+  /** The budget of streams the peer may cancel before their answer. */
+  cancels: TokenBucket;
 }
 
 function endpointOf(socket: Socket): Endpoint {
@@ -171,6 +197,8 @@ export class HboneServer {
   readonly #limits: HboneServerLimits;
   readonly #tuning: Http2Tuning;
   readonly #log: Logger;
+  readonly #guard: SourceGuard;
+  readonly #now: () => number;
   readonly #h2: Http2Server;
   readonly #sockets = new Set<Socket>();
   readonly #handshaking = new Set<Socket>();
@@ -186,6 +214,7 @@ export class HboneServer {
     sessionsTotal: 0,
     streams: 0,
     streamsTotal: 0,
+    cancelledStreams: 0,
     responses: {},
     rejected: {},
   };
@@ -195,6 +224,10 @@ export class HboneServer {
     this.#limits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
     this.#tuning = resolveTuning(options.http2);
     this.#log = options.logger ?? silentLogger;
+    this.#now = options.now ?? Date.now;
+    this.#guard =
+      options.guard ??
+      new SourceGuard({ handshakeTimeoutMs: this.#limits.handshakeTimeoutMs }, this.#now);
     // A factory for server sessions only: it never listens; sockets arrive already verified.
     this.#h2 = createHttp2Server({
       settings: http2Settings(this.#tuning, this.#limits.maxStreamsPerConnection),
@@ -230,7 +263,18 @@ export class HboneServer {
     }
     if (this.#sockets.size >= this.#limits.maxConnections) {
       this.#reject('connection', remote, 'max-connections', `${this.#sockets.size} open`);
-      socket.destroy();
+      refuseSocket(socket);
+      return;
+    }
+    let evicted = false;
+    const pending = this.#guard.admit(remote.ip, () => {
+      evicted = true;
+      this.#reject('connection', remote, 'handshake-evicted', 'the oldest pending handshake');
+      refuseSocket(socket);
+    });
+    if ('refused' in pending) {
+      this.#reject('connection', remote, pending.refused, refusalDetail(pending.refused));
+      refuseSocket(socket);
       return;
     }
     this.#sockets.add(socket);
@@ -241,6 +285,7 @@ export class HboneServer {
       released = true;
       this.#sockets.delete(socket);
       this.#stats.connections = this.#sockets.size;
+      pending.done();
       this.#checkDrained();
     };
     socket.once('close', release);
@@ -251,12 +296,13 @@ export class HboneServer {
         acceptTls(socket, {
           secureContext,
           trustDomain: this.#options.trustDomain,
-          handshakeTimeoutMs: this.#limits.handshakeTimeoutMs,
+          handshakeTimeoutMs: pending.timeoutMs,
         }),
       )
       .then(
         (accepted) => {
           this.#handshaking.delete(socket);
+          pending.done();
           accepted.socket.once('close', release);
           if (this.#state !== 'open') {
             this.#reject(
@@ -276,8 +322,15 @@ export class HboneServer {
           this.#handshaking.delete(socket);
           socket.destroy();
           release();
-          const reason = err instanceof TlsRejection ? err.reason : 'tls-handshake';
-          this.#reject('connection', remote, reason, (err as Error).message);
+          if (evicted) return; // reported when it was evicted
+          const rejection = err instanceof TlsRejection ? err : undefined;
+          this.#reject(
+            'connection',
+            remote,
+            rejection?.reason ?? 'tls-handshake',
+            (err as Error).message,
+            rejection?.peer,
+          );
         },
       );
   }
@@ -391,6 +444,13 @@ export class HboneServer {
       active: 0,
       idleTimer: undefined,
       reported: false,
+      cancels: new TokenBucket(
+        {
+          burst: this.#limits.cancelledStreamBurst,
+          ratePerSecond: this.#limits.cancelledStreamRate,
+        },
+        this.#now(),
+      ),
     };
     this.#sessions.set(session, state);
     this.#stats.sessions = this.#sessions.size;
@@ -463,6 +523,24 @@ export class HboneServer {
       if (this.#state === 'open') this.#armIdle(state);
     });
     const { remote, peer } = state;
+    if (!this.#guard.takeStream(remote.ip)) {
+      if (!stream.destroyed) stream.close(h2.NGHTTP2_REFUSED_STREAM);
+      this.#reject(
+        'stream',
+        remote,
+        'stream-rate',
+        "over the source's stream budget",
+        peer.spiffeId,
+      );
+      return;
+    }
+    // A stream cancelled in the same read as its HEADERS (rapid reset) shows as closed one
+    // turn later: it gets no policy check, no upstream connect and no access record.
+    await nextTurn();
+    if (stream.destroyed || stream.closed) {
+      this.#cancelled(state);
+      return;
+    }
     const method = headers[':method'];
     if (method !== 'CONNECT') {
       this.#respond(stream, 405, true);
@@ -507,14 +585,19 @@ export class HboneServer {
       this.#aborts.delete(ac);
       stream.off('close', onGone);
     }
+    if (stream.destroyed || stream.closed) {
+      // Cancelled while the agent decided or connected: the connect was aborted with it.
+      if (decision.status === 200) decision.upstream.destroy();
+      this.#cancelled(state);
+      return;
+    }
     if (decision.status !== 200) {
       this.#respond(stream, DECISION_STATUSES.has(decision.status) ? decision.status : 503, true);
       return;
     }
     const { upstream, onClose } = decision;
-    if (upstream.destroyed || stream.destroyed || stream.closed) {
-      upstream.destroy();
-      if (!stream.destroyed) this.#respond(stream, 503, true);
+    if (upstream.destroyed) {
+      this.#respond(stream, 503, true);
       return;
     }
     upstream.on('error', () => {}); // splice reports it
@@ -528,6 +611,33 @@ export class HboneServer {
     } catch (err) {
       this.#log.error({ err }, 'onClose threw');
     }
+  }
+
+  /**
+   * The peer cancelled a stream before its answer. Within the budget that is normal life (a
+   * client gave up); past it the peer is flooding (CVE-2023-44487): GOAWAY
+   * ENHANCE_YOUR_CALM, the session is cut and its source refused for the penalty time.
+   */
+  #cancelled(state: SessionState): void {
+    if (state.session.destroyed || state.session.closed) return; // a drain, not the peer
+    this.#stats.cancelledStreams++;
+    if (state.cancels.take(this.#now())) return;
+    const { remote, peer, session } = state;
+    this.#reject(
+      'connection',
+      remote,
+      'rapid-reset',
+      `more than ${this.#limits.cancelledStreamBurst} streams cancelled before their answer ` +
+        `(${this.#limits.cancelledStreamRate}/s); GOAWAY, source refused for ` +
+        `${this.#guard.limits.penaltyMs} ms`,
+      peer.spiffeId,
+    );
+    this.#guard.penalize(remote.ip);
+    state.reported = true; // the session error this raises is the one reported here
+    session.destroy(
+      new Error('rapid reset: too many streams cancelled before their answer'),
+      h2.NGHTTP2_ENHANCE_YOUR_CALM,
+    );
   }
 
   /** onConnect, bounded by connectTimeoutMs; a late upstream is closed; a throw means 503. */
@@ -557,4 +667,21 @@ export class HboneServer {
     }
     return winner;
   }
+}
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A refused connection gets a RST: no FIN handshake, no TIME-WAIT socket left behind. */
+function refuseSocket(socket: Socket): void {
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    socket.destroy();
+  }
+}
+
+function refusalDetail(reason: AdmitRefusal): string {
+  return reason === 'penalized'
+    ? 'the source was cut off for abuse; its penalty time has not run out'
+    : 'too many handshakes in flight from this source';
 }

@@ -13,11 +13,14 @@ import {
   TLSSocket,
   connect as tlsConnect,
 } from 'node:tls';
-import { type SpiffeId, spiffeIdOfPeer } from '../../identity/index.js';
+import { classify, parseSpiffeId, type SpiffeId, spiffeIdOfPeer } from '../../identity/index.js';
 import { HboneError } from './errors.js';
 
 export const HBONE_ALPN = 'h2';
 const TLS_RECORD_HANDSHAKE = 0x16;
+const TLS_RECORD_HEADER_BYTES = 5;
+/** A TLS plaintext record holds at most 2^14 bytes (RFC 8446 §5.1). */
+const TLS_MAX_RECORD_BYTES = 16_384;
 const ignore = () => {};
 
 export interface HboneTlsMaterial {
@@ -58,15 +61,79 @@ export type TlsRejectReason =
   | 'certificate-not-valid-now'
   | 'untrusted-certificate'
   | 'invalid-svid'
+  | 'not-a-workload-identity'
   | 'tls-version'
   | 'alpn';
 
 export class TlsRejection extends Error {
   readonly reason: TlsRejectReason;
-  constructor(reason: TlsRejectReason, detail: string, cause?: unknown) {
+  /** The client's SPIFFE ID, when the refusal came after the certificate was read. */
+  readonly peer: SpiffeId | undefined;
+  constructor(reason: TlsRejectReason, detail: string, cause?: unknown, peer?: SpiffeId) {
     super(`${reason}: ${detail}`, { cause });
     this.reason = reason;
+    this.peer = peer;
   }
+}
+
+/**
+ * Only workloads (ns/<namespace>/sa/<account>) open tunnels: a node's certificate
+ * (node/<name>) is for the control plane, and accepting it would let anyone holding a node's
+ * key speak as a workload of no namespace, past every namespace-based policy.
+ */
+function assertWorkloadIdentity(spiffeId: SpiffeId): void {
+  const kind = classify(parseSpiffeId(spiffeId)).kind;
+  if (kind !== 'workload') {
+    throw new TlsRejection(
+      'not-a-workload-identity',
+      `${spiffeId} is a ${kind} identity; only workload identities may open HBONE tunnels`,
+      undefined,
+      spiffeId,
+    );
+  }
+}
+
+/**
+ * Calls `onRecord` with the connection's whole first TLS record once it has arrived, or with
+ * a reason to refuse. Until then a connection holds a socket and a few bytes, not a TLS
+ * session: a peer that trickles its ClientHello costs the agent almost nothing.
+ */
+function readFirstRecord(
+  raw: Socket,
+  onRecord: (record: Buffer) => void,
+  onRefuse: (rejection: TlsRejection) => void,
+): void {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let recordBytes: number | undefined;
+  const refuse = (rejection: TlsRejection) => {
+    raw.off('data', onData);
+    onRefuse(rejection);
+  };
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk);
+    length += chunk.length;
+    const first = chunks[0] as Buffer;
+    if (first[0] !== TLS_RECORD_HANDSHAKE) {
+      refuse(new TlsRejection('not-tls', `first byte 0x${first[0]?.toString(16)} is not TLS`));
+      return;
+    }
+    if (recordBytes === undefined) {
+      if (length < TLS_RECORD_HEADER_BYTES) return;
+      // The header may come in pieces; it takes at most five chunks to hold it.
+      const header = first.length >= TLS_RECORD_HEADER_BYTES ? first : Buffer.concat(chunks);
+      recordBytes = header.readUInt16BE(3);
+      if (recordBytes > TLS_MAX_RECORD_BYTES) {
+        refuse(new TlsRejection('not-tls', `a first TLS record of ${recordBytes} bytes`));
+        return;
+      }
+    }
+    if (length < TLS_RECORD_HEADER_BYTES + recordBytes) return;
+    raw.off('data', onData);
+    raw.pause();
+    onRecord(chunks.length === 1 ? first : Buffer.concat(chunks, length));
+  };
+  raw.on('data', onData);
 }
 
 export interface AcceptedTls {
@@ -146,87 +213,92 @@ export function acceptTls(raw: Socket, options: AcceptTlsOptions): Promise<Accep
     raw.once('close', onRawClose);
     raw.once('end', onRawClose);
 
-    raw.once('data', (first: Buffer) => {
-      raw.pause();
-      if (first[0] !== TLS_RECORD_HANDSHAKE) {
-        fail(new TlsRejection('not-tls', `first byte 0x${first[0]?.toString(16)} is not TLS`));
-        return;
-      }
-      raw.unshift(first);
-      // TLS has no half-close: a FIN from the client ends the connection (listeners made for
-      // proxying are usually allowHalfOpen, which the TLS socket would inherit).
-      raw.allowHalfOpen = false;
-      raw.off('close', onRawClose);
-      raw.off('end', onRawClose);
-      raw.off('error', onRawError);
-      raw.on('error', ignore); // errors surface on the TLS socket
-      let tls: TLSSocket;
-      try {
-        tls = new TLSSocket(raw, {
-          isServer: true,
-          secureContext: options.secureContext,
-          requestCert: true,
-          rejectUnauthorized: true,
-          ALPNProtocols: [HBONE_ALPN],
-        });
-      } catch (err) {
-        fail(new TlsRejection('tls-handshake', (err as Error).message, err));
-        return;
-      }
-      tlsSocket = tls;
-      const onError = (err: Error & { code?: string }) => {
-        if (err.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
-          fail(new TlsRejection('no-client-certificate', 'the client sent no certificate', err));
-        } else {
-          fail(new TlsRejection('tls-handshake', err.message, err));
-        }
-      };
-      const onClose = () => fail(new TlsRejection('closed', 'closed during the handshake'));
-      tls.on('error', onError);
-      tls.once('close', onClose);
-      tls.once('secure', () => {
-        if (settled) return;
-        const verifyError = verifyErrorOf(tls);
-        if (verifyError) {
-          const notNow =
-            verifyError.code === 'CERT_HAS_EXPIRED' || verifyError.code === 'CERT_NOT_YET_VALID';
-          fail(
-            new TlsRejection(
-              notNow ? 'certificate-not-valid-now' : 'untrusted-certificate',
-              `${verifyError.code ?? ''} ${verifyError.message}`.trim(),
-            ),
-          );
-          return;
-        }
-        if (tls.getProtocol() !== 'TLSv1.3') {
-          fail(new TlsRejection('tls-version', `${tls.getProtocol()} is not TLSv1.3`));
-          return;
-        }
-        if (tls.alpnProtocol !== HBONE_ALPN) {
-          fail(new TlsRejection('alpn', `ALPN ${String(tls.alpnProtocol)} is not h2`));
-          return;
-        }
-        const certificate = tls.getPeerX509Certificate();
-        if (!certificate) {
-          fail(new TlsRejection('no-client-certificate', 'the client sent no certificate'));
-          return;
-        }
-        let spiffeId: SpiffeId;
+    readFirstRecord(
+      raw,
+      (first: Buffer) => {
+        raw.unshift(first);
+        // TLS has no half-close: a FIN from the client ends the connection (listeners made for
+        // proxying are usually allowHalfOpen, which the TLS socket would inherit).
+        raw.allowHalfOpen = false;
+        raw.off('close', onRawClose);
+        raw.off('end', onRawClose);
+        raw.off('error', onRawError);
+        raw.on('error', ignore); // errors surface on the TLS socket
+        let tls: TLSSocket;
         try {
-          spiffeId = spiffeIdOfPeer(certificate, options.trustDomain);
+          tls = new TLSSocket(raw, {
+            isServer: true,
+            secureContext: options.secureContext,
+            requestCert: true,
+            rejectUnauthorized: true,
+            ALPNProtocols: [HBONE_ALPN],
+          });
         } catch (err) {
-          fail(new TlsRejection('invalid-svid', (err as Error).message, err));
+          fail(new TlsRejection('tls-handshake', (err as Error).message, err));
           return;
         }
-        settled = true;
-        clearTimeout(timer);
-        markSecureEstablished(tls);
-        tls.off('error', onError);
-        tls.off('close', onClose);
-        tls.on('error', ignore); // from here on the HTTP/2 session handles socket errors
-        resolve({ socket: tls, spiffeId, certificate });
-      });
-    });
+        tlsSocket = tls;
+        const onError = (err: Error & { code?: string }) => {
+          if (err.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
+            fail(new TlsRejection('no-client-certificate', 'the client sent no certificate', err));
+          } else {
+            fail(new TlsRejection('tls-handshake', err.message, err));
+          }
+        };
+        const onClose = () => fail(new TlsRejection('closed', 'closed during the handshake'));
+        tls.on('error', onError);
+        tls.once('close', onClose);
+        tls.once('secure', () => {
+          if (settled) return;
+          const verifyError = verifyErrorOf(tls);
+          if (verifyError) {
+            const notNow =
+              verifyError.code === 'CERT_HAS_EXPIRED' || verifyError.code === 'CERT_NOT_YET_VALID';
+            fail(
+              new TlsRejection(
+                notNow ? 'certificate-not-valid-now' : 'untrusted-certificate',
+                `${verifyError.code ?? ''} ${verifyError.message}`.trim(),
+              ),
+            );
+            return;
+          }
+          if (tls.getProtocol() !== 'TLSv1.3') {
+            fail(new TlsRejection('tls-version', `${tls.getProtocol()} is not TLSv1.3`));
+            return;
+          }
+          if (tls.alpnProtocol !== HBONE_ALPN) {
+            fail(new TlsRejection('alpn', `ALPN ${String(tls.alpnProtocol)} is not h2`));
+            return;
+          }
+          const certificate = tls.getPeerX509Certificate();
+          if (!certificate) {
+            fail(new TlsRejection('no-client-certificate', 'the client sent no certificate'));
+            return;
+          }
+          let spiffeId: SpiffeId;
+          try {
+            spiffeId = spiffeIdOfPeer(certificate, options.trustDomain);
+          } catch (err) {
+            fail(new TlsRejection('invalid-svid', (err as Error).message, err));
+            return;
+          }
+          try {
+            assertWorkloadIdentity(spiffeId);
+          } catch (err) {
+            fail(err as TlsRejection);
+            return;
+          }
+          settled = true;
+          clearTimeout(timer);
+          markSecureEstablished(tls);
+          tls.off('error', onError);
+          tls.off('close', onClose);
+          tls.on('error', ignore); // from here on the HTTP/2 session handles socket errors
+          resolve({ socket: tls, spiffeId, certificate });
+        });
+      },
+      fail,
+    );
     raw.resume();
   });
 }

