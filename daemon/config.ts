@@ -166,6 +166,8 @@ export interface AgentConfig {
   hbonePenaltyMs: number;
   /** CONNECT streams one source IP may open per second (also the burst). */
   hboneStreamRatePerSource: number;
+  /** A tunnel with streams whose peer neither answers a PING nor sends for this long is dead. */
+  hboneDeadPeerTimeoutMs: number;
   /** Unix socket meshd-cni talks to (mode 0600). */
   cniSocket: string;
   /** How long a CNI ADD waits for an enrolled workload to be captured. */
@@ -314,6 +316,11 @@ export const agentSpec: Spec<AgentConfig> = {
   hboneStreamRatePerSource: {
     env: 'HBONE_STREAM_RATE_PER_SOURCE',
     parse: parse.int(1, 10_000_000),
+    default: 5_000,
+  },
+  hboneDeadPeerTimeoutMs: {
+    env: 'HBONE_DEAD_PEER_TIMEOUT',
+    parse: parse.durationBetween(1_000, 600_000),
     default: 5_000,
   },
   adminPort: { env: 'ADMIN_PORT', parse: parse.port, default: 15000 },

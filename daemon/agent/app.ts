@@ -394,5 +394,6 @@ function hboneDefences(config: AgentConfig): HboneDefences {
     cancelledStreamRate: config.hboneCancelledStreamRate,
     penaltyMs: config.hbonePenaltyMs,
     streamRatePerSource: share(config.hboneStreamRatePerSource),
+    deadPeerTimeoutMs: config.hboneDeadPeerTimeoutMs,
   };
 }

@@ -40,6 +40,8 @@ export interface CapturedDeps {
   /** The data-path thread's per-source defences, shared by every workload's HBONE listener. */
   guard: SourceGuard;
   serverLimits: Partial<HboneServerLimits>;
+  /** Keepalive and user timeout on an accepted HBONE socket. */
+  tuneTunnel: (socket: Socket) => void;
   /**
    * False on a data-path thread (threads.ts): the main thread owns the workload's capture
    * rules and this thread only serves its own listeners.
@@ -127,7 +129,12 @@ export class CapturedWorkload {
         ),
       );
       const hbone = this.#hbone;
-      this.#servers.push(await this.#listen(AGENT_PORTS.hbone, (s) => hbone.handle(s)));
+      this.#servers.push(
+        await this.#listen(AGENT_PORTS.hbone, (s) => {
+          deps.tuneTunnel(s);
+          hbone.handle(s);
+        }),
+      );
     } catch (err) {
       await this.stop();
       throw err;

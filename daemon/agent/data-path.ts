@@ -4,16 +4,22 @@
  * has one (dataplane.ts, which also decides what is captured); each extra data-path thread
  * has its own (threads.ts), fed with the same registry state and certificates.
  */
+import type { Socket } from 'node:net';
 import { Gauge, type Registry } from 'prom-client';
 import type { MeshState } from '../model/index.js';
-import { connectFromNetns } from '../net/index.js';
+import {
+  connectFromNetns,
+  setSendBuffer,
+  setTcpKeepalive,
+  setTcpUserTimeout,
+} from '../net/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { Balancer } from './balancer.js';
 import { CapturedWorkload } from './captured.js';
 import { ConnectionTable } from './connections.js';
 import { type CertificateSource, SecureContexts } from './contexts.js';
 import { DataplaneMetrics } from './dataplane-metrics.js';
-import { HbonePool, SourceGuard } from './hbone/index.js';
+import { DEFAULT_HTTP2_TUNING, HbonePool, SourceGuard } from './hbone/index.js';
 import type { LocalWorkload } from './workload-view.js';
 
 export interface DataPathOptions {
@@ -43,9 +49,15 @@ export interface HboneDefences {
   cancelledStreamRate: number;
   penaltyMs: number;
   streamRatePerSource: number;
+  /** A tunnel with streams whose peer is silent this long is dead (PING deadline). */
+  deadPeerTimeoutMs: number;
 }
 
 const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
+
+/** A connection window of DATA plus room for frame headers, TLS records and control frames. */
+const TUNNEL_SEND_BUFFER_BYTES =
+  DEFAULT_HTTP2_TUNING.connectionWindow + DEFAULT_HTTP2_TUNING.streamWindow;
 
 /** After tearing connections down on close(): how long to wait for their access records. */
 const SETTLE_AFTER_CLOSE_MS = 1_000;
@@ -104,9 +116,13 @@ export class DataPath {
           host,
           port: Number(port),
           timeoutMs: options.connectTimeoutMs,
+        }).then((socket) => {
+          this.#tuneTunnel(socket);
+          return socket;
         });
       },
       limits: {
+        deadPeerTimeoutMs: options.defences.deadPeerTimeoutMs,
         idleTimeoutMs: options.idleTimeoutMs,
         connectTimeoutMs: options.connectTimeoutMs,
         handshakeTimeoutMs: options.handshakeTimeoutMs,
@@ -118,6 +134,33 @@ export class DataPath {
 
   get size(): number {
     return this.#captured.size;
+  }
+
+  /**
+   * A tunnel socket's kernel side.
+   * - A send buffer that holds a whole HTTP/2 connection window: Node's HTTP/2 stops reading
+   *   its socket while one of its writes waits for room, so two agents both blocked on a
+   *   full buffer (bulk traffic both ways on one connection) would each wait for the other
+   *   to read, and a dead peer's end would go unseen. What may be unsent is bounded by the
+   *   peer's window anyway: the kernel holds it instead of Node's write queue.
+   * - The kernel's own watch, beside the PING deadline: data unacknowledged for twice the
+   *   dead-peer time aborts the connection (TCP_USER_TIMEOUT), and an idle one is probed (TCP
+   *   keepalive), so a vanished host is found even while this thread is too busy to PING.
+   */
+  #tuneTunnel(socket: Socket): void {
+    const deadMs = this.#options.defences.deadPeerTimeoutMs;
+    try {
+      setSendBuffer(socket, TUNNEL_SEND_BUFFER_BYTES);
+      setTcpUserTimeout(socket, 2 * deadMs);
+      setTcpKeepalive(socket, {
+        idleSeconds: Math.max(1, Math.ceil(deadMs / 1000)),
+        intervalSeconds: 1,
+        count: 3,
+      });
+    } catch (err) {
+      // A socket already closed: its close handlers do the rest.
+      this.#logger.debug({ err }, 'tuning an HBONE socket failed');
+    }
   }
 
   workloads(): LocalWorkload[] {
@@ -221,7 +264,9 @@ export class DataPath {
       serverLimits: {
         cancelledStreamBurst: o.defences.cancelledStreamBurst,
         cancelledStreamRate: o.defences.cancelledStreamRate,
+        deadPeerTimeoutMs: o.defences.deadPeerTimeoutMs,
       },
+      tuneTunnel: (socket: Socket) => this.#tuneTunnel(socket),
       ownsRules: o.ownsRules,
       reusePort: o.reusePort,
     };

@@ -63,6 +63,8 @@ export interface NativeAddon {
   /** SO_LINGER {on, seconds}; seconds is ignored (0) when off. */
   setLinger(fd: number, on: boolean, seconds: number): void;
   getLinger(fd: number): { on: boolean; seconds: number };
+  setSendBuffer(fd: number, bytes: number): void;
+  getSendBuffer(fd: number): number;
   setTcpUserTimeout(fd: number, ms: number): void;
   getTcpUserTimeout(fd: number): number;
   /** TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, then SO_KEEPALIVE=1. */

@@ -17,6 +17,7 @@ export {
 export {
   getLinger,
   getMark,
+  getSendBuffer,
   getTcpKeepalive,
   getTcpUserTimeout,
   originalDst,
@@ -25,6 +26,7 @@ export {
   setLinger,
   setMark,
   setReusePort,
+  setSendBuffer,
   setTcpKeepalive,
   setTcpUserTimeout,
   setTransparent,

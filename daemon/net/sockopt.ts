@@ -115,6 +115,22 @@ export function getLinger(target: SocketTarget): number | undefined {
  * probes may go unanswered) before the kernel drops the connection with ETIMEDOUT. 0 = the
  * kernel's default (retransmissions give up after ~15 min).
  */
+/**
+ * SO_SNDBUF(FORCE): the kernel's send buffer for this socket, past net.core.wmem_max when the
+ * process has CAP_NET_ADMIN. The kernel doubles the value for its bookkeeping; reading it
+ * back gives the doubled figure. Setting it turns send-buffer autotuning off.
+ */
+export function setSendBuffer(target: SocketTarget, bytes: number): void {
+  assertUint('setSendBuffer', 'bytes', bytes, 0x3fff_ffff);
+  const fd = fdOf('setSendBuffer', target);
+  sockopt('setSendBuffer', () => loadNative().setSendBuffer(fd, bytes));
+}
+
+export function getSendBuffer(target: SocketTarget): number {
+  const fd = fdOf('getSendBuffer', target);
+  return sockopt('getSendBuffer', () => loadNative().getSendBuffer(fd));
+}
+
 export function setTcpUserTimeout(target: SocketTarget, ms: number): void {
   assertUint('setTcpUserTimeout', 'ms', ms, 0x7fff_ffff);
   const fd = fdOf('setTcpUserTimeout', target);

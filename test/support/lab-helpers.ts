@@ -84,12 +84,13 @@ export function stop(child: ChildProcess | undefined): void {
   if (child && child.exitCode === null) child.kill('SIGTERM');
 }
 
-/** Polls `fn` every 200 ms until `ok` holds for its value; fails after `timeoutMs`, showing the last. */
+/** Polls `fn` every `everyMs` (200) ms until `ok` holds for its value; fails after `timeoutMs`, showing the last. */
 export async function eventually<T>(
   what: string,
   fn: () => Promise<T>,
   ok: (v: T) => boolean,
   timeoutMs = 15_000,
+  everyMs = 200,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -97,6 +98,6 @@ export async function eventually<T>(
     if (value !== undefined && ok(value)) return value;
     if (Date.now() > deadline)
       throw new Error(`timed out: ${what} (last: ${JSON.stringify(value)})`);
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }

@@ -28,6 +28,7 @@ const options: DataPathOptions = {
     cancelledStreamRate: 5,
     penaltyMs: 1_000,
     streamRatePerSource: 100,
+    deadPeerTimeoutMs: 5_000,
   },
 };
 

@@ -7,6 +7,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { before, type TestContext, test } from 'node:test';
 import { type SecureContext, connect as tlsConnect } from 'node:tls';
 import {
+  deadPeerPings,
   HboneServer,
   type HboneServerLimits,
   hboneSecureContext,
@@ -314,4 +315,14 @@ test('handshakes over the per-source cap are reset at once; the rest time out an
   // Served again once the stalled ones are gone.
   const ok = await handshake(h.port, client);
   assert.equal(ok.secured, true);
+});
+
+test('a busy session PINGs often enough to find a dead peer within the dead-peer timeout', () => {
+  for (const timeoutMs of [1_000, 5_000, 30_000]) {
+    const { busyIntervalMs, busyTimeoutMs } = deadPeerPings(timeoutMs);
+    // Worst case: the peer dies right after an answer; the next PING goes out one interval
+    // later, and its lateness is seen at most one interval after its deadline.
+    assert.ok(2 * busyIntervalMs + busyTimeoutMs <= timeoutMs, `${timeoutMs}`);
+    assert.ok(busyTimeoutMs >= timeoutMs / 2, `${timeoutMs}: the peer gets most of the time`);
+  }
 });

@@ -6,7 +6,7 @@
  */
 import { type ClientHttp2Session, connect as http2Connect } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { SecureContext } from 'node:tls';
+import type { SecureContext, TLSSocket } from 'node:tls';
 import { HboneError } from './errors.js';
 import { connectTls } from './tls.js';
 import { type Http2Tuning, http2Settings, openConnectionWindow } from './tuning.js';
@@ -49,8 +49,13 @@ export class Connector {
     this.#options = options;
   }
 
-  /** A ready HTTP/2 session to key.destination; rejects with HboneError naming the phase. */
-  async open(key: PoolKey): Promise<ClientHttp2Session> {
+  /**
+   * A ready HTTP/2 session to key.destination, with the TLS socket under it; rejects with
+   * HboneError naming the phase.
+   */
+  async open(
+    key: PoolKey,
+  ): Promise<{ session: ClientHttp2Session; socket: TLSSocket; raw: Socket }> {
     const destination = key.destination;
     const socket = await this.#dial(key);
     this.#sockets.add(socket);
@@ -72,7 +77,7 @@ export class Connector {
         destination,
       });
       this.handshakes++;
-      return await this.#session(tls, destination);
+      return { session: await this.#session(tls, destination), socket: tls, raw: socket };
     } catch (err) {
       socket.destroy();
       throw err;

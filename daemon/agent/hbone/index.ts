@@ -17,7 +17,7 @@ export {
   parseForwarded,
   parseHostPort,
 } from './headers.js';
-export { type KeepaliveOptions, startKeepalive } from './keepalive.js';
+export { deadPeerPings, type KeepaliveOptions, startKeepalive } from './keepalive.js';
 export {
   DEFAULT_POOL_LIMITS,
   type HboneConnectOptions,

@@ -12,12 +12,14 @@ import {
   constants as h2,
   type OutgoingHttpHeaders,
 } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import { type Logger, silentLogger } from '../../telemetry/index.js';
 import { Connector, type ConnectorOptions, type PoolKey } from './connector.js';
 import { HboneError, HboneRefusedError } from './errors.js';
 import { isTraceparent, newTraceparent, parseHostPort } from './headers.js';
-import { startKeepalive } from './keepalive.js';
+import { deadPeerPings, startKeepalive } from './keepalive.js';
 import { type Http2Tuning, resolveTuning } from './tuning.js';
 
 export type { PoolKey };
@@ -43,6 +45,12 @@ export interface HbonePoolLimits {
   connectResponseTimeoutMs: number;
   keepaliveIntervalMs: number;
   keepaliveTimeoutMs: number;
+  /**
+   * A connection with streams open whose peer neither answers a PING nor sends anything for
+   * this long is declared dead: its streams are reset (their clients see a reset) and it
+   * leaves the pool at once. (deadPeerPings: a PING a second.)
+   */
+  deadPeerTimeoutMs: number;
   /** Retries of a CONNECT the peer did not start (GOAWAY, REFUSED_STREAM). */
   maxRetries: number;
   /** close(): how long streams may take to finish before the rest is destroyed. */
@@ -57,6 +65,7 @@ export const DEFAULT_POOL_LIMITS: Readonly<HbonePoolLimits> = Object.freeze({
   connectResponseTimeoutMs: 10_000,
   keepaliveIntervalMs: 30_000,
   keepaliveTimeoutMs: 10_000,
+  deadPeerTimeoutMs: 5_000,
   maxRetries: 2,
   drainTimeoutMs: 30_000,
 });
@@ -122,6 +131,14 @@ interface KeyEntry {
 
 interface PooledSession {
   session: ClientHttp2Session;
+  /** The TLS socket under the session: its close is the connection's end, whatever HTTP/2 says. */
+  socket: TLSSocket;
+  /** The TCP socket under that: its close (a reset, the peer's FIN) is watched too. */
+  raw: Socket;
+  /** Streams opened on this session that are not closed yet. */
+  streams: Set<ClientHttp2Stream>;
+  /** Set once the connection is gone: it left the pool and its streams were reset. */
+  dead: boolean;
   entry: KeyEntry;
   /** Streams reserved or open on this session. */
   active: number;
@@ -313,7 +330,7 @@ export class HbonePool {
   }
 
   #usable(p: PooledSession): boolean {
-    return !p.draining && !p.session.closed && !p.session.destroyed;
+    return !p.dead && !p.draining && !p.session.closed && !p.session.destroyed;
   }
 
   /** A session with a free stream slot, reserved for the caller; sets one up if needed. */
@@ -357,13 +374,17 @@ export class HbonePool {
       entry.setupsInFlight,
     );
     try {
-      const session = await this.#connector.open(key);
+      const { session, socket, raw } = await this.#connector.open(key);
       if (this.#closed) {
         session.destroy();
         throw new HboneError('closed', 'the HBONE pool is closed', { destination });
       }
       const pooled: PooledSession = {
         session,
+        socket,
+        raw,
+        streams: new Set(),
+        dead: false,
         entry,
         active: 0,
         draining: false,
@@ -396,19 +417,50 @@ export class HbonePool {
         'HBONE GOAWAY received',
       );
     });
-    session.once('close', () => {
-      p.draining = true;
-      clearTimeout(p.idleTimer);
-      entry.sessions.delete(p);
-      this.#forget(entry);
-    });
+    session.once('close', () => this.#evict(p, 'the HBONE connection closed'));
+    // Node's session may miss its socket's end while its writes are blocked (the streams
+    // then hang for good): the socket's own close decides.
+    const gone = () => this.#evict(p, 'the HBONE connection closed under its session');
+    p.socket.once('close', gone);
+    p.raw.once('close', gone);
+    const { busyIntervalMs, busyTimeoutMs } = deadPeerPings(this.#limits.deadPeerTimeoutMs);
     startKeepalive(session, {
       intervalMs: this.#limits.keepaliveIntervalMs,
       timeoutMs: this.#limits.keepaliveTimeoutMs,
-      onDead: () =>
-        this.#log.warn({ destination: entry.key.destination }, 'HBONE peer missed a PING'),
+      busyIntervalMs,
+      busyTimeoutMs,
+      busy: () => p.streams.size > 0,
+      bytesRead: () => p.socket.bytesRead,
+      onDead: (reason) => {
+        this.#log.warn(
+          { destination: entry.key.destination, streams: p.streams.size, reason },
+          'HBONE peer is dead; its tunnels are reset',
+        );
+        this.#evict(p, reason);
+      },
     });
     this.#armIdle(p);
+  }
+
+  /**
+   * The connection is gone: it leaves the pool at once (no new stream may pick it, the
+   * metrics stop counting it), every stream still open on it is reset so that its client
+   * sees a reset, not a hang, and the session and socket are destroyed. Idempotent.
+   */
+  #evict(p: PooledSession, reason: string): void {
+    if (p.dead) return;
+    p.dead = true;
+    p.draining = true;
+    clearTimeout(p.idleTimer);
+    p.entry.sessions.delete(p);
+    const err = new HboneError('http2', reason, { destination: p.entry.key.destination });
+    for (const stream of [...p.streams]) {
+      if (!stream.destroyed) stream.destroy(err);
+    }
+    if (!p.session.destroyed) p.session.destroy();
+    if (!p.socket.destroyed) p.socket.destroy();
+    if (!p.raw.destroyed) p.raw.destroy();
+    this.#forget(p.entry);
   }
 
   /** No new streams; the session closes once its streams are done (GOAWAY to the peer). */
@@ -491,7 +543,9 @@ export class HbonePool {
       stream.on('error', (err: Error) => {
         lastError = err;
       });
+      p.streams.add(stream);
       stream.once('close', () => {
+        p.streams.delete(stream);
         this.#release(p);
         if (settled) return;
         settle();

@@ -26,7 +26,7 @@ import {
   parseForwarded,
   parseHostPort,
 } from './headers.js';
-import { startKeepalive } from './keepalive.js';
+import { deadPeerPings, startKeepalive } from './keepalive.js';
 import { type AdmitRefusal, SourceGuard } from './source-guard.js';
 import { type SpliceResult, splice } from './splice.js';
 import { acceptTls, TlsRejection, type TlsRejectReason } from './tls.js';
@@ -110,6 +110,11 @@ export interface HboneServerLimits {
   drainTimeoutMs: number;
   keepaliveIntervalMs: number;
   keepaliveTimeoutMs: number;
+  /**
+   * A session with streams open whose peer neither answers a PING nor sends anything for this
+   * long is declared dead: its streams are reset (the applications see a reset) and it closes.
+   */
+  deadPeerTimeoutMs: number;
   /** nghttp2's rapid-reset guard: RST_STREAMs a client may send in a burst, then per second. */
   streamResetBurst: number;
   streamResetRate: number;
@@ -131,6 +136,7 @@ export const DEFAULT_SERVER_LIMITS: Readonly<HboneServerLimits> = Object.freeze(
   drainTimeoutMs: 30_000,
   keepaliveIntervalMs: 30_000,
   keepaliveTimeoutMs: 10_000,
+  deadPeerTimeoutMs: 5_000,
   streamResetBurst: 1000,
   streamResetRate: 33,
   cancelledStreamBurst: 20,
@@ -183,6 +189,7 @@ interface SessionState {
   reported: boolean;
   /** The budget of streams the peer may cancel before their answer. */
   cancels: TokenBucket;
+  streams: Set<ServerHttp2Stream>;
 }
 
 function endpointOf(socket: Socket): Endpoint {
@@ -316,7 +323,7 @@ export class HboneServer {
             return;
           }
           const { spiffeId, certificate } = accepted;
-          this.#startSession(accepted.socket, { spiffeId, certificate }, remote);
+          this.#startSession(accepted.socket, { spiffeId, certificate }, remote, socket);
         },
         (err: unknown) => {
           this.#handshaking.delete(socket);
@@ -421,7 +428,7 @@ export class HboneServer {
     }
   }
 
-  #startSession(tlsSocket: Socket, peer: PeerIdentity, remote: Endpoint): void {
+  #startSession(tlsSocket: Socket, peer: PeerIdentity, remote: Endpoint, raw: Socket): void {
     let session: ServerHttp2Session | undefined;
     const grab = (s: ServerHttp2Session) => {
       session = s;
@@ -451,15 +458,33 @@ export class HboneServer {
         },
         this.#now(),
       ),
+      streams: new Set(),
     };
     this.#sessions.set(session, state);
     this.#stats.sessions = this.#sessions.size;
     this.#stats.sessionsTotal++;
     openConnectionWindow(session, this.#tuning);
+    const { busyIntervalMs, busyTimeoutMs } = deadPeerPings(this.#limits.deadPeerTimeoutMs);
     startKeepalive(session, {
       intervalMs: this.#limits.keepaliveIntervalMs,
       timeoutMs: this.#limits.keepaliveTimeoutMs,
+      busyIntervalMs,
+      busyTimeoutMs,
+      busy: () => state.streams.size > 0,
+      bytesRead: () => tlsSocket.bytesRead,
+      onDead: (reason) => {
+        this.#log.warn({ remote, peer: peer.spiffeId, reason }, 'HBONE peer is dead');
+        this.#resetStreams(state, reason);
+      },
     });
+    // Node's session may miss its socket's end while its writes are blocked (its streams would
+    // then hang for good): the socket's own close ends them.
+    const gone = () => {
+      this.#resetStreams(state, 'the HBONE connection closed under its session');
+      if (!state.session.destroyed) state.session.destroy();
+    };
+    tlsSocket.once('close', gone);
+    raw.once('close', gone);
     this.#armIdle(state);
     session.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
       this.#onStream(state, stream, headers).catch((err: unknown) => {
@@ -477,6 +502,7 @@ export class HboneServer {
       onProtocolError(new Error(`frame type ${type} error ${code}`)),
     );
     session.once('close', () => {
+      this.#resetStreams(state, 'the HBONE connection closed');
       clearTimeout(state.idleTimer);
       this.#sessions.delete(session as ServerHttp2Session);
       this.#stats.sessions = this.#sessions.size;
@@ -517,7 +543,9 @@ export class HboneServer {
     state.active++;
     clearTimeout(state.idleTimer);
     stream.on('error', () => {}); // resets by the client are normal life; splice reports them
+    state.streams.add(stream);
     stream.once('close', () => {
+      state.streams.delete(stream);
       this.#stats.streams--;
       state.active--;
       if (this.#state === 'open') this.#armIdle(state);
@@ -638,6 +666,13 @@ export class HboneServer {
       new Error('rapid reset: too many streams cancelled before their answer'),
       h2.NGHTTP2_ENHANCE_YOUR_CALM,
     );
+  }
+
+  /** The session is gone: every stream still open is reset, so splice resets its upstream. */
+  #resetStreams(state: SessionState, reason: string): void {
+    if (state.streams.size === 0) return;
+    const err = new Error(reason);
+    for (const stream of [...state.streams]) if (!stream.destroyed) stream.destroy(err);
   }
 
   /** onConnect, bounded by connectTimeoutMs; a late upstream is closed; a throw means 503. */

@@ -138,6 +138,27 @@ Napi::Value GetLinger(const Napi::CallbackInfo& info) {
   return result;
 }
 
+Napi::Value SetSendBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  int bytes = 0;
+  if (!ReadFd(info, 0, &fd)) return ThrowType(env, "fd must be a non-negative integer");
+  if (!ReadNonNegativeInt(info, 1, &bytes)) {
+    return ThrowType(env, "bytes must be a non-negative integer");
+  }
+  if (SysError err = meshd::SetSendBuffer(fd, bytes)) return ThrowSysError(env, err);
+  return env.Undefined();
+}
+
+Napi::Value GetSendBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (!ReadFd(info, 0, &fd)) return ThrowType(env, "fd must be a non-negative integer");
+  int bytes = 0;
+  if (SysError err = meshd::GetSendBuffer(fd, &bytes)) return ThrowSysError(env, err);
+  return Napi::Number::New(env, bytes);
+}
+
 Napi::Value SetTcpUserTimeout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = -1;
@@ -315,6 +336,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setReusePort", Napi::Function::New<SetReusePort>(env, "setReusePort"));
   exports.Set("setLinger", Napi::Function::New<SetLinger>(env, "setLinger"));
   exports.Set("getLinger", Napi::Function::New<GetLinger>(env, "getLinger"));
+  exports.Set("setSendBuffer", Napi::Function::New<SetSendBuffer>(env, "setSendBuffer"));
+  exports.Set("getSendBuffer", Napi::Function::New<GetSendBuffer>(env, "getSendBuffer"));
   exports.Set("setTcpUserTimeout", Napi::Function::New<SetTcpUserTimeout>(env, "setTcpUserTimeout"));
   exports.Set("getTcpUserTimeout", Napi::Function::New<GetTcpUserTimeout>(env, "getTcpUserTimeout"));
   exports.Set("setTcpKeepalive", Napi::Function::New<SetTcpKeepalive>(env, "setTcpKeepalive"));

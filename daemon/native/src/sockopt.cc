@@ -107,6 +107,18 @@ SysError GetLinger(int fd, bool* on, int* seconds) {
   return Ok();
 }
 
+SysError SetSendBuffer(int fd, int bytes) {
+  // SO_SNDBUFFORCE passes net.core.wmem_max (it needs CAP_NET_ADMIN, which the agent has);
+  // without the capability the plain option still gets as much as wmem_max allows.
+  if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof(bytes)) == 0) return Ok();
+  if (errno != EPERM) return Fail(errno, "setsockopt", "SO_SNDBUFFORCE");
+  return SetIntOption(fd, SOL_SOCKET, SO_SNDBUF, bytes, "SO_SNDBUF");
+}
+
+SysError GetSendBuffer(int fd, int* bytes) {
+  return GetIntOption(fd, SOL_SOCKET, SO_SNDBUF, bytes, "SO_SNDBUF");
+}
+
 SysError SetTcpUserTimeout(int fd, uint32_t ms) {
   // The kernel takes an int and refuses negative values; callers pass at most INT32_MAX.
   return SetIntOption(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(ms), "TCP_USER_TIMEOUT");

@@ -30,6 +30,8 @@ SysError SetLinger(int fd, bool on, int seconds);
 SysError GetLinger(int fd, bool* on, int* seconds);
 // TCP_USER_TIMEOUT: how long (ms) sent data may stay unacknowledged before the kernel drops
 // the connection (ETIMEDOUT); 0 = the kernel's default.
+SysError SetSendBuffer(int fd, int bytes);
+SysError GetSendBuffer(int fd, int* bytes);
 SysError SetTcpUserTimeout(int fd, uint32_t ms);
 SysError GetTcpUserTimeout(int fd, uint32_t* ms);
 // SO_KEEPALIVE on with TCP_KEEPIDLE, TCP_KEEPINTVL (seconds) and TCP_KEEPCNT (probes).

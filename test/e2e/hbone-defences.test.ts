@@ -1,0 +1,284 @@
+// The HBONE layer as an attacker and a failing network would try it, in the lab: a peer agent
+// killed mid-transfer, HTTP/2 rapid reset, thousands of handshakes that never finish, a
+// node's certificate used to open a tunnel. Each must be noticed or refused, cheaply, while
+// meshed traffic between other workloads goes on.
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Lab } from '../../ctl/lab/index.js';
+import { initCa } from '../../daemon/identity/index.js';
+import {
+  eventually,
+  stop,
+  supportScript,
+  waitForLine,
+  waitForOutput,
+} from '../support/lab-helpers.js';
+
+const root = new URL('../../..', import.meta.url).pathname;
+const meshd = join(root, 'dist/daemon/main.js');
+const meshctl = join(root, 'bin/meshctl');
+const NODES = ['n1', 'n2'] as const;
+type NodeName = (typeof NODES)[number];
+const TRANSFER_PORT = 9400;
+const ECHO_PORT = 9401;
+
+let lab: Lab;
+let dir: string;
+let caDir: string;
+const running: ChildProcess[] = [];
+const agents: Partial<Record<NodeName, ChildProcess>> = {};
+const logs: Record<NodeName, string[]> = { n1: [], n2: [] };
+const tokens: Partial<Record<NodeName, string>> = {};
+
+function spawnIn(member: string, argv: string[]): ChildProcess {
+  const child = lab.spawn(member, argv);
+  running.push(child);
+  return child;
+}
+
+function startRole(node: string, role: string, env: Record<string, string>): ChildProcess {
+  const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  return spawnIn(node, ['env', ...vars, process.execPath, meshd, role]);
+}
+
+async function apply(yaml: string): Promise<void> {
+  const file = join(dir, `apply-${Date.now()}-${Math.random()}.yaml`);
+  writeFileSync(file, yaml);
+  await lab.exec('n1', [meshctl, 'apply', '-f', file, '--ca-dir', caDir]);
+}
+
+const workloadYaml = (name: string, sa: string) => {
+  const m = lab.member(name);
+  return `apiVersion: meshd.io/v1alpha1
+kind: Workload
+metadata: { name: ${name}, namespace: shop, labels: { app: ${sa} } }
+spec: { node: ${m.node}, addresses: [${m.ipv4}], serviceAccount: ${sa}, netns: /var/run/netns/${m.netns} }
+---
+`;
+};
+
+/** Starts (or starts again, from its state dir) the agent of `node`; resolves once ready. */
+async function startAgent(node: NodeName): Promise<{ child: ChildProcess; readyAt: number }> {
+  const agent = startRole(node, 'agent', {
+    MESHD_NODE_NAME: node,
+    MESHD_SERVER: `${lab.member('n1').ipv4}:15012`,
+    MESHD_STATE_DIR: join(dir, `agent-${node}`),
+    MESHD_CNI_SOCKET: join(dir, `cni-${node}.sock`),
+    MESHD_JOIN_TOKEN: tokens[node] ?? '',
+    MESHD_CA_BUNDLE: join(caDir, 'bundle.pem'),
+    MESHD_LOG_LEVEL: process.env.MESHD_TEST_AGENT_LOG_LEVEL ?? 'info',
+  });
+  agent.stderr?.on('data', (c: Buffer) =>
+    logs[node].push(...c.toString().split('\n').filter(Boolean)),
+  );
+  agents[node] = agent;
+  await waitForOutput(agent, /"msg":"agent ready"/, 30_000);
+  // Ready for traffic: /healthz/ready answers 200 once the node's workloads are captured.
+  await eventually(
+    `${node}'s agent is ready`,
+    async () =>
+      (
+        await lab.exec(node, [
+          'curl',
+          '-s',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          'http://127.0.0.1:15021/healthz/ready',
+        ])
+      ).stdout,
+    (code) => code === '200',
+    30_000,
+    50,
+  );
+  return { child: agent, readyAt: Date.now() };
+}
+
+function killAgent(node: NodeName): Promise<void> {
+  const agent = agents[node];
+  if (!agent || agent.exitCode !== null || agent.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    agent.once('exit', () => resolve());
+    agent.kill('SIGKILL');
+  });
+}
+
+async function admin<T>(node: string, path: string): Promise<T> {
+  const { stdout } = await lab.exec(node, ['curl', '-sS', `http://127.0.0.1:15000${path}`]);
+  return JSON.parse(stdout) as T;
+}
+
+/** Parses every JSON line a child printed so far. */
+function jsonLines(text: string): Record<string, unknown>[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+function collect(child: ChildProcess): { text: string } {
+  const sink = { text: '' };
+  child.stdout?.on('data', (c: Buffer) => {
+    sink.text += c.toString();
+  });
+  return sink;
+}
+
+function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+before(async () => {
+  lab = await Lab.create({ nodes: 2, workloads: 3 });
+  dir = mkdtempSync(join(tmpdir(), 'meshd-hbone-defences-e2e-'));
+  caDir = join(dir, 'ca');
+  await initCa({ dir: caDir, trustDomain: 'cluster.local' });
+  const server = startRole('n1', 'server', {
+    MESHD_CA_DIR: caDir,
+    MESHD_DATA_DIR: join(dir, 'server'),
+  });
+  await waitForOutput(server, /"msg":"meshd server listening"/);
+  await apply(`apiVersion: meshd.io/v1alpha1
+kind: Namespace
+metadata: { name: shop, labels: { meshd.io/dataplane-mode: ambient } }
+---
+${workloadYaml('n1-w1', 'web')}${workloadYaml('n2-w1', 'api')}${workloadYaml('n1-w2', 'web2')}${workloadYaml('n2-w2', 'api2')}`);
+  for (const node of NODES) {
+    const { stdout } = await lab.exec('n1', [
+      meshctl,
+      'token',
+      'create',
+      '--node',
+      node,
+      '--ca-dir',
+      caDir,
+    ]);
+    tokens[node] = stdout.trim();
+    await startAgent(node);
+  }
+  for (const node of NODES) {
+    await eventually(
+      `${node} captured its workloads`,
+      () => admin<{ captured: { workload: string }[] }>(node, '/config_dump'),
+      (d) => d.captured.length === 2,
+    );
+  }
+  for (const w of ['n2-w1', 'n2-w2']) {
+    const transfer = spawnIn(w, [
+      process.execPath,
+      supportScript('transfer'),
+      'server',
+      String(TRANSFER_PORT),
+    ]);
+    await waitForLine(transfer, 'listening');
+    const echo = spawnIn(w, [
+      process.execPath,
+      supportScript('tcp-server'),
+      'echo',
+      String(ECHO_PORT),
+    ]);
+    await waitForLine(echo, 'listening');
+  }
+});
+
+after(() => {
+  if (process.env.MESHD_TEST_DEBUG) {
+    for (const [node, lines] of Object.entries(logs))
+      console.error(`--- agent ${node}\n${lines.slice(-60).join('\n')}`);
+  }
+  for (const child of running) stop(child);
+  for (const child of running) if (child.exitCode === null) child.kill('SIGKILL');
+  assert.deepEqual(lab.destroy(), []);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A round trip on a new meshed connection from n1-w1 to n2-w1; resolves with its time. */
+async function roundTrip(): Promise<number> {
+  const started = Date.now();
+  const { stdout } = await lab.exec('n1-w1', [
+    process.execPath,
+    supportScript('tcp-client'),
+    'twice',
+    '0',
+    lab.member('n2-w1').ipv4,
+    String(ECHO_PORT),
+  ]);
+  assert.match(stdout, /"second"/);
+  return Date.now() - started;
+}
+
+test('the receiving agent SIGKILLed mid-transfer, 20 times: every client, uploading or downloading, sees a reset within 5 s; a new connection works within 1 s of the agent being back', async () => {
+  const runs = Number(process.env.MESHD_TEST_DEAD_PEER_RUNS ?? 20);
+  const detections: number[] = [];
+  const returns: number[] = [];
+  for (let run = 0; run < runs; run++) {
+    const target = lab.member('n2-w1').ipv4;
+    const clients = (['up', 'down'] as const).map((kind) => {
+      const child = spawnIn('n1-w1', [
+        process.execPath,
+        supportScript('transfer'),
+        'client',
+        kind,
+        '1',
+        target,
+        String(TRANSFER_PORT),
+        '30',
+      ]);
+      return { kind, child, out: collect(child) };
+    });
+    await Promise.all(
+      clients.map((c) =>
+        waitForLine(c.child, '{"moving":1}', 15_000).catch((err: Error) => {
+          throw new Error(
+            `run ${run}: the ${c.kind} transfer did not start: ${err.message} ${c.out.text}`,
+          );
+        }),
+      ),
+    );
+    const killedAt = Date.now();
+    await killAgent('n2');
+    for (const c of clients) {
+      const ended = await exited(c.child, 10_000);
+      if (!ended) {
+        const { stdout } = await lab.exec('n1-w1', ['ss', '-tnieo']);
+        console.log(`# hung: sockets in n1-w1:\n${stdout}`);
+        const dump = await admin<{ pool: unknown }>('n1', '/config_dump');
+        console.log(`# hung: pool ${JSON.stringify(dump.pool)}`);
+        console.log(`# hung: connections ${JSON.stringify(await admin('n1', '/connections'))}`);
+      }
+      const lines = jsonLines(c.out.text).filter((l) => l.side === 'client');
+      assert.ok(ended, `run ${run}: the ${c.kind} client hangs: ${c.out.text}`);
+      assert.equal(lines[0]?.ended, 'reset', `run ${run}: ${c.kind}: ${c.out.text}`);
+      const after = Number(lines[0]?.at) - killedAt;
+      assert.ok(after < 5_000, `run ${run}: ${c.kind} noticed after ${after} ms`);
+      detections.push(after);
+    }
+    const { readyAt } = await startAgent('n2');
+    await roundTrip();
+    returns.push(Date.now() - readyAt);
+    assert.ok(
+      Date.now() - readyAt < 1_000,
+      `run ${run}: the first connection after the agent came back took ${Date.now() - readyAt} ms from its readiness`,
+    );
+  }
+  const pool = await admin<{ pool: { connections: number } }>('n1', '/config_dump');
+  assert.ok(
+    pool.pool.connections <= 2,
+    `dead sessions left in the pool: ${JSON.stringify(pool.pool)}`,
+  );
+  console.log(
+    `# dead peer: detection ms max ${Math.max(...detections)}, median ${detections.sort((a, b) => a - b)[detections.length >> 1]}; back ms max ${Math.max(...returns)}`,
+  );
+});
