@@ -7,7 +7,7 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { MeshState } from '../model/index.js';
 import { connectFromNetns } from '../net/index.js';
-import type { Logger } from '../telemetry/index.js';
+import { type Logger, rateLimitedLogger } from '../telemetry/index.js';
 import { Balancer } from './balancer.js';
 import { CapturedWorkload } from './captured.js';
 import { ConnectionTable } from './connections.js';
@@ -48,6 +48,11 @@ export class DataPath {
   readonly #options: DataPathOptions;
   readonly #state: () => MeshState;
   readonly #logger: Logger;
+  /**
+   * For everything a peer or a client can cause once per connection (refusals, failed
+   * handshakes, ejections): rate-limited, so a flood of them cannot flood the log.
+   */
+  readonly #connectionLog: Logger;
   readonly #contexts: SecureContexts;
   readonly #captured = new Map<string, CapturedWorkload>();
   /** Captures still starting: a release waits for them (it may come from another thread). */
@@ -70,6 +75,7 @@ export class DataPath {
     this.#logger = logger;
     this.#contexts = new SecureContexts(certificates);
     this.metrics = new DataplaneMetrics(registry, logger.child({ log: 'access' }));
+    this.#connectionLog = rateLimitedLogger(logger, this.metrics.warnings);
     this.pool = new HbonePool({
       trustDomain: options.trustDomain,
       secureContext: (sourceIdentity: string) => this.#contexts.cached(sourceIdentity),
@@ -89,7 +95,7 @@ export class DataPath {
         connectTimeoutMs: options.connectTimeoutMs,
         handshakeTimeoutMs: options.handshakeTimeoutMs,
       },
-      logger,
+      logger: this.#connectionLog,
     });
     registerPoolMetrics(registry, () => this.pool.stats());
   }
@@ -173,7 +179,7 @@ export class DataPath {
       trustDomain: o.trustDomain,
       metrics: this.metrics,
       connections: this.connections,
-      logger: this.#logger,
+      logger: this.#connectionLog,
       mark: o.mark,
       connectTimeoutMs: o.connectTimeoutMs,
     };
@@ -193,7 +199,7 @@ export class DataPath {
       },
       trustDomain: o.trustDomain,
       mark: o.mark,
-      logger: this.#logger,
+      logger: this.#connectionLog,
       handshakeTimeoutMs: o.handshakeTimeoutMs,
       ownsRules: o.ownsRules,
       reusePort: o.reusePort,
@@ -224,6 +230,8 @@ export class DataPath {
     if (left > 0) {
       this.#logger.warn({ connections: left }, 'connections still open when the agent stopped');
     }
+    // The last window's summaries, so that no suppressed count is lost with the process.
+    this.metrics.closeLogs();
     return left;
   }
 }
