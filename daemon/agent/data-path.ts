@@ -13,7 +13,7 @@ import {
   setTcpKeepalive,
   setTcpUserTimeout,
 } from '../net/index.js';
-import type { Logger } from '../telemetry/index.js';
+import { type Logger, rateLimitedLogger } from '../telemetry/index.js';
 import { Balancer } from './balancer.js';
 import { CapturedWorkload } from './captured.js';
 import { ConnectionTable } from './connections.js';
@@ -72,6 +72,11 @@ export class DataPath {
   readonly #options: DataPathOptions;
   readonly #state: () => MeshState;
   readonly #logger: Logger;
+  /**
+   * For everything a peer or a client can cause once per connection (refusals, failed
+   * handshakes, ejections): rate-limited, so a flood of them cannot flood the log.
+   */
+  readonly #connectionLog: Logger;
   readonly #contexts: SecureContexts;
   readonly #captured = new Map<string, CapturedWorkload>();
   /** Captures still starting: a release waits for them (it may come from another thread). */
@@ -104,6 +109,7 @@ export class DataPath {
       streamOpens: { burst: d.streamRatePerSource, ratePerSecond: d.streamRatePerSource },
     });
     this.metrics = new DataplaneMetrics(registry, logger.child({ log: 'access' }));
+    this.#connectionLog = rateLimitedLogger(logger, this.metrics.warnings);
     this.pool = new HbonePool({
       trustDomain: options.trustDomain,
       secureContext: (sourceIdentity: string) => this.#contexts.cached(sourceIdentity),
@@ -127,7 +133,7 @@ export class DataPath {
         connectTimeoutMs: options.connectTimeoutMs,
         handshakeTimeoutMs: options.handshakeTimeoutMs,
       },
-      logger,
+      logger: this.#connectionLog,
     });
     registerPoolMetrics(registry, () => this.pool.stats());
   }
@@ -238,7 +244,7 @@ export class DataPath {
       trustDomain: o.trustDomain,
       metrics: this.metrics,
       connections: this.connections,
-      logger: this.#logger,
+      logger: this.#connectionLog,
       mark: o.mark,
       connectTimeoutMs: o.connectTimeoutMs,
     };
@@ -258,7 +264,7 @@ export class DataPath {
       },
       trustDomain: o.trustDomain,
       mark: o.mark,
-      logger: this.#logger,
+      logger: this.#connectionLog,
       handshakeTimeoutMs: o.handshakeTimeoutMs,
       guard: this.#guard,
       serverLimits: {
@@ -296,6 +302,8 @@ export class DataPath {
     if (left > 0) {
       this.#logger.warn({ connections: left }, 'connections still open when the agent stopped');
     }
+    // The last window's summaries, so that no suppressed count is lost with the process.
+    this.metrics.closeLogs();
     return left;
   }
 }

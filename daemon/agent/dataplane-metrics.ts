@@ -1,9 +1,17 @@
 /**
  * The data path's metrics with Istio's names and labels (so existing dashboards and Kiali read
- * meshd unchanged), meshd_* extras, and the access log: one line per connection.
+ * meshd unchanged), meshd_* extras, and the access log: one line per connection, except that
+ * records of connections refused before they carried a byte are rate-limited per kind (a
+ * flood of them is summarised); the counters count every connection.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Logger } from '../telemetry/index.js';
+import {
+  type LogEmit,
+  type LogFields,
+  type Logger,
+  LogLimiter,
+  type LogLimiterOptions,
+} from '../telemetry/index.js';
 
 export interface Peer {
   workload: string;
@@ -41,6 +49,7 @@ const TCP_LABELS = [
 ] as const;
 
 const UNKNOWN = 'unknown';
+const ACCESS_MSG = 'connection complete';
 
 type TcpLabel = (typeof TCP_LABELS)[number];
 type LabelSource = Pick<
@@ -85,14 +94,36 @@ function scrapedCounter(
   });
 }
 
+/**
+ * A connection refused or failed before any byte went either way: a client or a peer can make
+ * these as fast as it can connect, so their records are rate-limited. A connection that
+ * carried traffic always gets its record.
+ */
+const refusedEmpty = (r: ConnectionRecord): boolean =>
+  r.responseFlags !== '-' && r.sentBytes === 0 && r.receivedBytes === 0;
+
+/** The kind of a refused record: what an operator tells floods apart by, never an address. */
+const accessKey = (r: ConnectionRecord): string =>
+  `${r.direction}\0${r.responseFlags}\0${r.source.workload}\0${r.source.namespace}\0${r.destination.workload}\0${r.destination.namespace}\0${r.policy ?? ''}`;
+
+export interface DataplaneMetricsOptions {
+  /** The rate limit of warnings and refused connections' records (tests inject a clock). */
+  logLimits?: Omit<LogLimiterOptions, 'onSuppressed'>;
+}
+
 export class DataplaneMetrics {
   readonly denied: Counter<'reason' | 'policy'>;
   readonly rejected: Counter<'listener' | 'reason'>;
   readonly captured: Gauge;
+  readonly suppressed: Counter<'kind'>;
+  /** For warnings a peer or a client can cause per connection (rateLimitedLogger). */
+  readonly warnings: LogLimiter;
+  readonly #access: LogLimiter;
   readonly #series = new Map<string, TcpSeries>();
-  readonly #log: Logger;
+  readonly #warn: LogEmit;
+  readonly #info: LogEmit;
 
-  constructor(registry: Registry, accessLog: Logger) {
+  constructor(registry: Registry, accessLog: Logger, options: DataplaneMetricsOptions = {}) {
     const counter = (name: string, help: string, value: (s: TcpSeries) => number) =>
       scrapedCounter(registry, name, help, this.#series, value);
     counter('istio_tcp_connections_opened_total', 'TCP connections opened', (s) => s.opened);
@@ -124,7 +155,29 @@ export class DataplaneMetrics {
       help: 'Local workloads whose traffic is captured',
       registers: [registry],
     });
-    this.#log = accessLog;
+    this.suppressed = new Counter({
+      name: 'meshd_log_lines_suppressed_total',
+      help: 'Log lines left out by the rate limit and summarised, by kind (warning, access)',
+      labelNames: ['kind'],
+      registers: [registry],
+    });
+    this.warnings = this.#limiter('warning', options.logLimits);
+    this.#access = this.#limiter('access', options.logLimits);
+    this.#warn = (fields, msg) => accessLog.warn(fields, msg);
+    this.#info = (fields, msg) => accessLog.info(fields, msg);
+  }
+
+  #limiter(kind: 'warning' | 'access', options: DataplaneMetricsOptions['logLimits']): LogLimiter {
+    // Shown at 0 from the start, so that a dashboard can tell "none" from "not reported".
+    this.suppressed.inc({ kind }, 0);
+    const count = this.suppressed.labels({ kind });
+    return new LogLimiter({ ...options, onSuppressed: () => count.inc() });
+  }
+
+  /** Writes the summaries of the current window; later lines are no longer limited. */
+  closeLogs(): void {
+    this.warnings.close();
+    this.#access.close();
   }
 
   #labels(r: LabelSource): Record<TcpLabel, string> {
@@ -164,7 +217,7 @@ export class DataplaneMetrics {
     series.closed += 1;
     series.sent += record.sentBytes;
     series.received += record.receivedBytes;
-    const fields = {
+    const fields: LogFields = {
       direction: record.direction,
       transport: record.transport,
       src: {
@@ -187,7 +240,8 @@ export class DataplaneMetrics {
       error: record.error,
       policy: record.policy,
     };
-    if (record.error || record.policy) this.#log.warn(fields, 'connection complete');
-    else this.#log.info(fields, 'connection complete');
+    const emit = record.error || record.policy ? this.#warn : this.#info;
+    if (refusedEmpty(record)) this.#access.submit(accessKey(record), emit, fields, ACCESS_MSG);
+    else emit(fields, ACCESS_MSG);
   }
 }

@@ -11,6 +11,15 @@ export {
   startHttpEndpoint,
 } from './http-endpoint.js';
 export {
+  LOG_BURST,
+  LOG_MAX_KEYS,
+  LOG_WINDOW_MS,
+  type LogEmit,
+  LogLimiter,
+  type LogLimiterOptions,
+  rateLimitedLogger,
+} from './log-limiter.js';
+export {
   createJsonLogger,
   type JsonLoggerOptions,
   type LevelControl,

@@ -78,3 +78,67 @@ test('TCP counters: totals per label set, stable across scrapes, Istio labels', 
   assert.equal(lines.length, 4, 'one access-log line per finished connection');
   assert.match(lines.at(-1) ?? '', /"level":"warn".*"policy":"deny-all"/);
 });
+
+test('records of refused connections are rate-limited per kind; traffic records and counters never', async () => {
+  const registry = new Registry();
+  const lines: Record<string, unknown>[] = [];
+  let endWindow: () => void = () => {};
+  const metrics = new DataplaneMetrics(
+    registry,
+    createJsonLogger({ write: (l) => lines.push(JSON.parse(l)) }).child({ log: 'access' }),
+    {
+      logLimits: {
+        burst: 2,
+        now: () => 0,
+        schedule: (fn) => {
+          endWindow = fn;
+          return () => {};
+        },
+      },
+    },
+  );
+  const denied = (i: number) =>
+    record({
+      direction: 'inbound',
+      responseFlags: 'DENY',
+      policy: 'data/deny-web',
+      sentBytes: 0,
+      receivedBytes: 0,
+      source: { ...web, ip: `10.0.1.${i}` },
+    });
+  for (let i = 0; i < 50; i++) metrics.finish(denied(i));
+  // Traffic, also ending in an error: always written.
+  for (let i = 0; i < 5; i++) metrics.finish(record({ error: 'reset by peer' }));
+  metrics.finish(record({ responseFlags: 'UF', sentBytes: 1, receivedBytes: 0 }));
+  // Another kind: refused, but towards another destination workload.
+  for (let i = 0; i < 3; i++) {
+    metrics.finish(
+      record({
+        responseFlags: 'UF',
+        sentBytes: 0,
+        receivedBytes: 0,
+        destination: { ...db, workload: 'db2' },
+      }),
+    );
+  }
+  const complete = (l: Record<string, unknown>) => l.msg === 'connection complete';
+  assert.equal(lines.filter(complete).length, 2 + 6 + 2);
+  let text = await registry.metrics();
+  assert.equal(sample(text, 'istio_tcp_connections_closed_total', 'response_flags="DENY"'), 50);
+  assert.equal(sample(text, 'meshd_log_lines_suppressed_total', 'kind="access"'), 48 + 1);
+  assert.equal(sample(text, 'meshd_log_lines_suppressed_total', 'kind="warning"'), 0);
+
+  endWindow();
+  const summaries = lines.filter((l) => l.suppressed !== undefined);
+  assert.deepEqual(
+    summaries.map((l) => [l.level, l.log, l.response_flags, l.suppressed, l.msg]),
+    [
+      ['warn', 'access', 'DENY', 48, 'connection complete (48 more like this in the last 1 s)'],
+      // No error, no policy: the level of its records (info), kept by the summary.
+      ['info', 'access', 'UF', 1, 'connection complete (1 more like this in the last 1 s)'],
+    ],
+  );
+  assert.equal((summaries[0]?.src as Record<string, unknown> | undefined)?.addr, '10.0.1.49');
+  text = await registry.metrics();
+  assert.equal(sample(text, 'istio_tcp_connections_closed_total', 'response_flags="DENY"'), 50);
+});
