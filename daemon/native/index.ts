@@ -32,6 +32,14 @@ export interface NativeSocketOptions {
   ipv6Only?: boolean;
 }
 
+/** SO_KEEPALIVE and its TCP timings, as read back from the kernel. */
+export interface NativeKeepalive {
+  enabled: boolean;
+  idleSeconds: number;
+  intervalSeconds: number;
+  count: number;
+}
+
 /** What the addon throws for a failed syscall, shaped like Node's system errors. */
 export interface NativeSysError extends Error {
   /** Positive errno. */
@@ -52,6 +60,14 @@ export interface NativeAddon {
   setTransparent(fd: number, family: NativeFamily): void;
   setFreebind(fd: number, family: NativeFamily): void;
   setReusePort(fd: number): void;
+  /** SO_LINGER {on, seconds}; seconds is ignored (0) when off. */
+  setLinger(fd: number, on: boolean, seconds: number): void;
+  getLinger(fd: number): { on: boolean; seconds: number };
+  setTcpUserTimeout(fd: number, ms: number): void;
+  getTcpUserTimeout(fd: number): number;
+  /** TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, then SO_KEEPALIVE=1. */
+  setTcpKeepalive(fd: number, idleSeconds: number, intervalSeconds: number, count: number): void;
+  getTcpKeepalive(fd: number): NativeKeepalive;
   /** The socket's own family (SO_DOMAIN). */
   socketFamily(fd: number): NativeFamily;
   /** A non-blocking, close-on-exec TCP socket made inside netnsPath; the caller owns the fd. */

@@ -1,8 +1,8 @@
 /**
  * daemon/net: the socket seams meshd needs beyond node:net — original destinations of
- * captured connections, packet marks, transparent/freebind/reuseport options, and sockets
- * opened inside other network namespaces (and malloc_trim for the agent's memory trimmer). The
- * only module that uses daemon/native.
+ * captured connections, packet marks, transparent/freebind/reuseport options, linger, TCP user
+ * timeout and keepalive timings, and sockets opened inside other network namespaces (and
+ * malloc_trim for the agent's memory trimmer). The only module that uses daemon/native.
  */
 export { NetnsError, OriginalDstError, SocketError, type SysErrorFields } from './errors.js';
 export { trimMallocArenas } from './memory.js';
@@ -15,12 +15,19 @@ export {
   netnsPath,
 } from './netns.js';
 export {
+  getLinger,
   getMark,
+  getTcpKeepalive,
+  getTcpUserTimeout,
   originalDst,
   type SocketTarget,
   setFreebind,
+  setLinger,
   setMark,
   setReusePort,
+  setTcpKeepalive,
+  setTcpUserTimeout,
   setTransparent,
+  type TcpKeepalive,
 } from './sockopt.js';
 export type { IpFamily, OrigDst } from './types.js';

@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import { isNativeSysError, loadNative } from '../native/index.js';
 import { OriginalDstError, SocketError, socketError, sysFields } from './errors.js';
 import type { IpFamily, OrigDst } from './types.js';
-import { assertFamily, assertFd, assertMark } from './validate.js';
+import { assertFamily, assertFd, assertIntIn, assertMark, assertUint } from './validate.js';
 
 /** A connected or listening Node socket, or a raw socket fd. */
 export type SocketTarget = Socket | number;
@@ -87,6 +87,76 @@ export function setFreebind(target: SocketTarget, family?: IpFamily): void {
 export function setReusePort(target: SocketTarget): void {
   const fd = fdOf('setReusePort', target);
   sockopt('setReusePort', () => loadNative().setReusePort(fd));
+}
+
+/** Beyond this the kernel caps SO_LINGER anyway; a longer wait is a bug in the caller. */
+const MAX_LINGER_SECONDS = 65_535;
+
+/**
+ * SO_LINGER. A number turns it on: close() then waits up to that many seconds for unsent data
+ * to go out, and with 0 it resets the connection (RST) at once, dropping whatever is unsent.
+ * undefined turns it off: close() sends a FIN after what is queued (the default).
+ */
+export function setLinger(target: SocketTarget, seconds: number | undefined): void {
+  if (seconds !== undefined) assertUint('setLinger', 'seconds', seconds, MAX_LINGER_SECONDS);
+  const fd = fdOf('setLinger', target);
+  sockopt('setLinger', () => loadNative().setLinger(fd, seconds !== undefined, seconds ?? 0));
+}
+
+/** SO_LINGER as set: the seconds when on, undefined when off. */
+export function getLinger(target: SocketTarget): number | undefined {
+  const fd = fdOf('getLinger', target);
+  const { on, seconds } = sockopt('getLinger', () => loadNative().getLinger(fd));
+  return on ? seconds : undefined;
+}
+
+/**
+ * TCP_USER_TIMEOUT: how long sent data may stay unacknowledged (and, with keepalive, how long
+ * probes may go unanswered) before the kernel drops the connection with ETIMEDOUT. 0 = the
+ * kernel's default (retransmissions give up after ~15 min).
+ */
+export function setTcpUserTimeout(target: SocketTarget, ms: number): void {
+  assertUint('setTcpUserTimeout', 'ms', ms, 0x7fff_ffff);
+  const fd = fdOf('setTcpUserTimeout', target);
+  sockopt('setTcpUserTimeout', () => loadNative().setTcpUserTimeout(fd, ms));
+}
+
+export function getTcpUserTimeout(target: SocketTarget): number {
+  const fd = fdOf('getTcpUserTimeout', target);
+  return sockopt('getTcpUserTimeout', () => loadNative().getTcpUserTimeout(fd));
+}
+
+export interface TcpKeepalive {
+  /** Idle time before the first probe (TCP_KEEPIDLE). */
+  readonly idleSeconds: number;
+  /** Between probes (TCP_KEEPINTVL). */
+  readonly intervalSeconds: number;
+  /** Unanswered probes before the connection is dropped (TCP_KEEPCNT). */
+  readonly count: number;
+}
+
+// The kernel's own bounds (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT): checked here
+// so a bad value is a RangeError naming the field, not an EINVAL naming the option.
+const MAX_KEEPALIVE_SECONDS = 32_767;
+const MAX_KEEPALIVE_COUNT = 127;
+
+/** SO_KEEPALIVE on, with its timings (Node's setKeepAlive sets only the idle time). */
+export function setTcpKeepalive(target: SocketTarget, keepalive: TcpKeepalive): void {
+  const where = 'setTcpKeepalive';
+  const { idleSeconds, intervalSeconds, count } = keepalive;
+  assertIntIn(where, 'idleSeconds', idleSeconds, 1, MAX_KEEPALIVE_SECONDS);
+  assertIntIn(where, 'intervalSeconds', intervalSeconds, 1, MAX_KEEPALIVE_SECONDS);
+  assertIntIn(where, 'count', count, 1, MAX_KEEPALIVE_COUNT);
+  const fd = fdOf(where, target);
+  sockopt(where, () => loadNative().setTcpKeepalive(fd, idleSeconds, intervalSeconds, count));
+}
+
+/** SO_KEEPALIVE and its timings as the kernel has them (the timings also when it is off). */
+export function getTcpKeepalive(
+  target: SocketTarget,
+): TcpKeepalive & { readonly enabled: boolean } {
+  const fd = fdOf('getTcpKeepalive', target);
+  return sockopt('getTcpKeepalive', () => loadNative().getTcpKeepalive(fd));
 }
 
 const V4_MAPPED = '::ffff:';

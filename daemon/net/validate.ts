@@ -24,6 +24,18 @@ export function assertUint(where: string, name: string, value: unknown, max: num
   }
 }
 
+export function assertIntIn(
+  where: string,
+  name: string,
+  value: unknown,
+  min: number,
+  max: number,
+): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${where}: ${name} must be an integer ${min}..${max}, got ${show(value)}`);
+  }
+}
+
 export function assertMark(where: string, mark: unknown): asserts mark is number {
   assertUint(where, 'mark', mark, MAX_U32);
 }

@@ -6,12 +6,15 @@
 import assert from 'node:assert/strict';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { type AddressInfo, Server, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import {
   connectFromNetns,
+  getLinger,
   getMark,
+  getTcpKeepalive,
+  getTcpUserTimeout,
   listenInNetns,
   NetnsError,
   netnsPath,
@@ -19,8 +22,11 @@ import {
   originalDst,
   SocketError,
   setFreebind,
+  setLinger,
   setMark,
   setReusePort,
+  setTcpKeepalive,
+  setTcpUserTimeout,
   setTransparent,
 } from '../../daemon/net/index.js';
 
@@ -177,6 +183,143 @@ test('setMark/getMark round-trip on loopback sockets, by socket and by fd', asyn
   setTransparent(plain);
   setFreebind(plain, 4);
   setReusePort(plain);
+});
+
+test('setLinger, setTcpUserTimeout and setTcpKeepalive: the kernel reads back what was set', async () => {
+  const ns = makeNetns();
+  const server = track(
+    await listenInNetns(
+      { netns: ns.path, family: 4, host: '127.0.0.1', port: 0, allowHalfOpen: true },
+      echo(),
+    ),
+  );
+  const socket = track(
+    await connectFromNetns({ netns: ns.path, family: 4, host: '127.0.0.1', port: portOf(server) }),
+  );
+  const fd = (socket as unknown as { _handle: { fd: number } })._handle.fd;
+
+  assert.equal(getLinger(socket), undefined, 'off unless asked');
+  setLinger(socket, 0);
+  assert.equal(getLinger(socket), 0);
+  setLinger(fd, 7);
+  assert.equal(getLinger(socket), 7, 'by fd: the same kernel socket');
+  setLinger(socket, undefined);
+  assert.equal(getLinger(fd), undefined);
+
+  assert.equal(getTcpUserTimeout(socket), 0, "the kernel's default unless asked");
+  setTcpUserTimeout(socket, 12_345);
+  assert.equal(getTcpUserTimeout(socket), 12_345);
+  setTcpUserTimeout(fd, 0);
+  assert.equal(getTcpUserTimeout(socket), 0);
+
+  assert.equal(getTcpKeepalive(socket).enabled, false, 'off unless asked');
+  setTcpKeepalive(socket, { idleSeconds: 30, intervalSeconds: 5, count: 4 });
+  assert.deepEqual(
+    { ...getTcpKeepalive(socket) },
+    { enabled: true, idleSeconds: 30, intervalSeconds: 5, count: 4 },
+  );
+  setTcpKeepalive(fd, { idleSeconds: 32_767, intervalSeconds: 1, count: 127 });
+  assert.deepEqual(
+    { ...getTcpKeepalive(fd) },
+    { enabled: true, idleSeconds: 32_767, intervalSeconds: 1, count: 127 },
+  );
+});
+
+test('linger, user timeout and keepalive: bad values are RangeErrors, a dead socket or a non-socket a SocketError', async () => {
+  assert.throws(() => setLinger(0, -1), /setLinger: seconds must be an integer 0\.\.65535, got -1/);
+  assert.throws(() => setLinger(0, 1.5), RangeError);
+  assert.throws(() => setTcpUserTimeout(0, -1), RangeError);
+  assert.throws(() => setTcpUserTimeout(0, 2 ** 31), RangeError);
+  const ok = { idleSeconds: 1, intervalSeconds: 1, count: 1 };
+  for (const bad of [
+    { ...ok, idleSeconds: 0 },
+    { ...ok, idleSeconds: 32_768 },
+    { ...ok, intervalSeconds: 0 },
+    { ...ok, count: 0 },
+    { ...ok, count: 128 },
+  ]) {
+    assert.throws(() => setTcpKeepalive(0, bad), RangeError, JSON.stringify(bad));
+  }
+
+  const ns = makeNetns();
+  const server = track(
+    await listenInNetns({ netns: ns.path, family: 4, host: '127.0.0.1', port: 0 }, (s) => {
+      track(s);
+    }),
+  );
+  const socket = await connectFromNetns({
+    netns: ns.path,
+    family: 4,
+    host: '127.0.0.1',
+    port: portOf(server),
+  });
+  socket.destroy();
+  for (const call of [
+    () => setLinger(socket, 0),
+    () => setTcpUserTimeout(socket, 1),
+    () => setTcpKeepalive(socket, ok),
+  ]) {
+    assert.throws(call, { code: 'MESHD_E_SOCKET', errnoName: 'EBADF' });
+  }
+
+  const file = openSync('/dev/null', 'r');
+  try {
+    assert.throws(() => setLinger(file, 0), {
+      code: 'MESHD_E_SOCKET',
+      errnoName: 'ENOTSOCK',
+      syscall: 'setsockopt',
+    });
+    assert.throws(() => getTcpKeepalive(file), { errnoName: 'ENOTSOCK', syscall: 'getsockopt' });
+  } finally {
+    closeSync(file);
+  }
+});
+
+test('SO_LINGER 0 makes close() a reset; off, close() is a clean end', async () => {
+  const ns = makeNetns();
+  const ends: Array<{ how: Promise<string> }> = [];
+  const server = track(
+    await listenInNetns(
+      { netns: ns.path, family: 4, host: '127.0.0.1', port: 0, allowHalfOpen: true },
+      (s) => {
+        track(s);
+        const how = new Promise<string>((resolve) => {
+          s.once('end', () => resolve('end'));
+          s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+        });
+        s.resume();
+        ends.push({ how });
+      },
+    ),
+  );
+  /** A connection the server has accepted, and how the server will see it end. */
+  const open = async () => {
+    const n = ends.length + 1;
+    const socket = track(
+      await connectFromNetns({
+        netns: ns.path,
+        family: 4,
+        host: '127.0.0.1',
+        port: portOf(server),
+      }),
+    );
+    for (let i = 0; i < 200 && ends.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    const accepted = ends[n - 1];
+    assert.ok(accepted, 'the server accepted the connection');
+    return { socket, how: accepted.how };
+  };
+
+  const reset = await open();
+  setLinger(reset.socket, 0);
+  reset.socket.write('cut short');
+  reset.socket.destroy();
+  assert.equal(await reset.how, 'ECONNRESET');
+
+  const clean = await open();
+  setLinger(clean.socket, 0);
+  setLinger(clean.socket, undefined);
+  clean.socket.end('complete');
+  assert.equal(await clean.how, 'end');
 });
 
 test('listenInNetns/connectFromNetns exchange bytes inside the namespace, not in the host', async () => {

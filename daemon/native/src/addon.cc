@@ -101,6 +101,93 @@ Napi::Value GetMark(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, mark);
 }
 
+// A non-negative int argument (the TypeScript side has checked the range; this only keeps a
+// stray value from reaching the kernel as something else).
+bool ReadNonNegativeInt(const Napi::CallbackInfo& info, size_t index, int* out) {
+  if (info.Length() <= index || !info[index].IsNumber()) return false;
+  const int64_t value = info[index].As<Napi::Number>().Int64Value();
+  if (value < 0 || value > INT32_MAX) return false;
+  *out = static_cast<int>(value);
+  return true;
+}
+
+Napi::Value SetLinger(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  int seconds = 0;
+  if (!ReadFd(info, 0, &fd)) return ThrowType(env, "fd must be a non-negative integer");
+  if (info.Length() < 2 || !info[1].IsBoolean()) return ThrowType(env, "on must be a boolean");
+  if (!ReadNonNegativeInt(info, 2, &seconds)) {
+    return ThrowType(env, "seconds must be a non-negative integer");
+  }
+  const bool on = info[1].As<Napi::Boolean>().Value();
+  if (SysError err = meshd::SetLinger(fd, on, seconds)) return ThrowSysError(env, err);
+  return env.Undefined();
+}
+
+Napi::Value GetLinger(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (!ReadFd(info, 0, &fd)) return ThrowType(env, "fd must be a non-negative integer");
+  bool on = false;
+  int seconds = 0;
+  if (SysError err = meshd::GetLinger(fd, &on, &seconds)) return ThrowSysError(env, err);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("on", Napi::Boolean::New(env, on));
+  result.Set("seconds", Napi::Number::New(env, seconds));
+  return result;
+}
+
+Napi::Value SetTcpUserTimeout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  int ms = 0;
+  if (!ReadFd(info, 0, &fd)) return ThrowType(env, "fd must be a non-negative integer");
+  if (!ReadNonNegativeInt(info, 1, &ms)) return ThrowType(env, "ms must be a non-negative integer");
+  if (SysError err = meshd::SetTcpUserTimeout(fd, static_cast<uint32_t>(ms))) {
+    return ThrowSysError(env, err);
+  }
+  return env.Undefined();
+}
+
+Napi::Value GetTcpUserTimeout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (!ReadFd(info, 0, &fd)) return ThrowType(env, "fd must be a non-negative integer");
+  uint32_t ms = 0;
+  if (SysError err = meshd::GetTcpUserTimeout(fd, &ms)) return ThrowSysError(env, err);
+  return Napi::Number::New(env, ms);
+}
+
+Napi::Value SetTcpKeepalive(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  int idle = 0, interval = 0, count = 0;
+  if (!ReadFd(info, 0, &fd)) return ThrowType(env, "fd must be a non-negative integer");
+  if (!ReadNonNegativeInt(info, 1, &idle) || !ReadNonNegativeInt(info, 2, &interval) ||
+      !ReadNonNegativeInt(info, 3, &count)) {
+    return ThrowType(env, "idle, interval and count must be non-negative integers");
+  }
+  if (SysError err = meshd::SetTcpKeepalive(fd, idle, interval, count)) {
+    return ThrowSysError(env, err);
+  }
+  return env.Undefined();
+}
+
+Napi::Value GetTcpKeepalive(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (!ReadFd(info, 0, &fd)) return ThrowType(env, "fd must be a non-negative integer");
+  meshd::Keepalive ka;
+  if (SysError err = meshd::GetTcpKeepalive(fd, &ka)) return ThrowSysError(env, err);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("enabled", Napi::Boolean::New(env, ka.enabled));
+  result.Set("idleSeconds", Napi::Number::New(env, ka.idle_seconds));
+  result.Set("intervalSeconds", Napi::Number::New(env, ka.interval_seconds));
+  result.Set("count", Napi::Number::New(env, ka.count));
+  return result;
+}
+
 Napi::Value SocketFamily(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = -1;
@@ -226,6 +313,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New<FdFamilyOp<meshd::SetTransparent>>(env, "setTransparent"));
   exports.Set("setFreebind", Napi::Function::New<FdFamilyOp<meshd::SetFreebind>>(env, "setFreebind"));
   exports.Set("setReusePort", Napi::Function::New<SetReusePort>(env, "setReusePort"));
+  exports.Set("setLinger", Napi::Function::New<SetLinger>(env, "setLinger"));
+  exports.Set("getLinger", Napi::Function::New<GetLinger>(env, "getLinger"));
+  exports.Set("setTcpUserTimeout", Napi::Function::New<SetTcpUserTimeout>(env, "setTcpUserTimeout"));
+  exports.Set("getTcpUserTimeout", Napi::Function::New<GetTcpUserTimeout>(env, "getTcpUserTimeout"));
+  exports.Set("setTcpKeepalive", Napi::Function::New<SetTcpKeepalive>(env, "setTcpKeepalive"));
+  exports.Set("getTcpKeepalive", Napi::Function::New<GetTcpKeepalive>(env, "getTcpKeepalive"));
   exports.Set("socketFamily", Napi::Function::New<SocketFamily>(env, "socketFamily"));
   exports.Set("socketInNetns", Napi::Function::New<SocketInNetns>(env, "socketInNetns"));
   exports.Set("trimMemory", Napi::Function::New<TrimMemory>(env, "trimMemory"));

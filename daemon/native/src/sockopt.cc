@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/tcp.h>
 
 #include <cstring>
 
@@ -43,6 +44,12 @@ SysError SetIntOption(int fd, int level, int name, int value, const char* label)
   return Ok();
 }
 
+SysError GetIntOption(int fd, int level, int name, int* value, const char* label) {
+  socklen_t len = sizeof(*value);
+  if (::getsockopt(fd, level, name, value, &len) != 0) return Fail(errno, "getsockopt", label);
+  return Ok();
+}
+
 }  // namespace
 
 SysError SetMark(int fd, uint32_t mark) {
@@ -79,6 +86,67 @@ SysError SetReusePort(int fd) { return SetIntOption(fd, SOL_SOCKET, SO_REUSEPORT
 
 SysError SetIpv6Only(int fd, bool on) {
   return SetIntOption(fd, IPPROTO_IPV6, IPV6_V6ONLY, on ? 1 : 0, "IPV6_V6ONLY");
+}
+
+SysError SetLinger(int fd, bool on, int seconds) {
+  const linger value{on ? 1 : 0, on ? seconds : 0};
+  if (::setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, sizeof(value)) != 0) {
+    return Fail(errno, "setsockopt", "SO_LINGER");
+  }
+  return Ok();
+}
+
+SysError GetLinger(int fd, bool* on, int* seconds) {
+  linger value{};
+  socklen_t len = sizeof(value);
+  if (::getsockopt(fd, SOL_SOCKET, SO_LINGER, &value, &len) != 0) {
+    return Fail(errno, "getsockopt", "SO_LINGER");
+  }
+  *on = value.l_onoff != 0;
+  *seconds = value.l_linger;
+  return Ok();
+}
+
+SysError SetTcpUserTimeout(int fd, uint32_t ms) {
+  // The kernel takes an int and refuses negative values; callers pass at most INT32_MAX.
+  return SetIntOption(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(ms), "TCP_USER_TIMEOUT");
+}
+
+SysError GetTcpUserTimeout(int fd, uint32_t* ms) {
+  int value = 0;
+  if (SysError err = GetIntOption(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &value, "TCP_USER_TIMEOUT")) {
+    return err;
+  }
+  *ms = static_cast<uint32_t>(value);
+  return Ok();
+}
+
+SysError SetTcpKeepalive(int fd, int idle_seconds, int interval_seconds, int count) {
+  // The timings first, so the keepalive timer is armed once, with them (not with the 2 h
+  // default first).
+  SysError err;
+  if ((err = SetIntOption(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle_seconds, "TCP_KEEPIDLE"))) return err;
+  if ((err = SetIntOption(fd, IPPROTO_TCP, TCP_KEEPINTVL, interval_seconds, "TCP_KEEPINTVL"))) {
+    return err;
+  }
+  if ((err = SetIntOption(fd, IPPROTO_TCP, TCP_KEEPCNT, count, "TCP_KEEPCNT"))) return err;
+  return SetIntOption(fd, SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE");
+}
+
+SysError GetTcpKeepalive(int fd, Keepalive* out) {
+  int enabled = 0;
+  SysError err;
+  if ((err = GetIntOption(fd, SOL_SOCKET, SO_KEEPALIVE, &enabled, "SO_KEEPALIVE"))) return err;
+  if ((err = GetIntOption(fd, IPPROTO_TCP, TCP_KEEPIDLE, &out->idle_seconds, "TCP_KEEPIDLE"))) {
+    return err;
+  }
+  if ((err = GetIntOption(fd, IPPROTO_TCP, TCP_KEEPINTVL, &out->interval_seconds,
+                          "TCP_KEEPINTVL"))) {
+    return err;
+  }
+  if ((err = GetIntOption(fd, IPPROTO_TCP, TCP_KEEPCNT, &out->count, "TCP_KEEPCNT"))) return err;
+  out->enabled = enabled != 0;
+  return Ok();
 }
 
 SysError SocketFamily(int fd, int* family) {

@@ -24,6 +24,23 @@ SysError SetFreebind(int fd, int family);
 SysError SetReuseAddr(int fd);
 SysError SetReusePort(int fd);
 SysError SetIpv6Only(int fd, bool on);
+// SO_LINGER. on with seconds 0: close() resets the connection (RST) and drops unsent data;
+// off: close() sends a FIN after whatever is queued (the default).
+SysError SetLinger(int fd, bool on, int seconds);
+SysError GetLinger(int fd, bool* on, int* seconds);
+// TCP_USER_TIMEOUT: how long (ms) sent data may stay unacknowledged before the kernel drops
+// the connection (ETIMEDOUT); 0 = the kernel's default.
+SysError SetTcpUserTimeout(int fd, uint32_t ms);
+SysError GetTcpUserTimeout(int fd, uint32_t* ms);
+// SO_KEEPALIVE on with TCP_KEEPIDLE, TCP_KEEPINTVL (seconds) and TCP_KEEPCNT (probes).
+struct Keepalive {
+  bool enabled = false;
+  int idle_seconds = 0;
+  int interval_seconds = 0;
+  int count = 0;
+};
+SysError SetTcpKeepalive(int fd, int idle_seconds, int interval_seconds, int count);
+SysError GetTcpKeepalive(int fd, Keepalive* out);
 // The socket's own address family (SO_DOMAIN) as 4 or 6; EAFNOSUPPORT for anything else.
 SysError SocketFamily(int fd, int* family);
 // Destination before iptables REDIRECT/DNAT, from conntrack. family selects the option:
