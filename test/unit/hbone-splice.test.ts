@@ -1,13 +1,15 @@
 // splice() between a stream that delivers chunks like an HTTP/2 CONNECT stream does (many
 // TLS-record-sized pieces in one event-loop turn) and a real TCP socket: bulk pieces reach the
-// socket as one writev, small ones are written at once, and back-pressure still holds.
+// socket as one writev, small ones are written at once, and back-pressure still holds; a socket
+// that resets on close (linger 0) is ended normally with linger off.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { type TestContext, test } from 'node:test';
-import { abortSide, splice } from '../../daemon/agent/hbone/index.js';
+import { abortSide, lingerOff, RESET_ON_CLOSE, splice } from '../../daemon/agent/hbone/index.js';
+import { getLinger, setLinger } from '../../daemon/net/index.js';
 
 const RECORD = 16 * 1024 - 9;
 const turn = () => new Promise((resolve) => setImmediate(resolve));
@@ -190,4 +192,38 @@ test('abortSide on a socket whose FIN is still on its way closes it (no reset re
   });
   abortSide(local);
   assert.equal(await closed, true, "'close' came: the handle was closed");
+});
+
+test('an application-facing socket lingering 0 has linger off when the normal end reaches it, and gets every byte and a FIN', async (t) => {
+  const { local: agentSide, remote: app } = await socketPair(t);
+  setLinger(agentSide, RESET_ON_CLOSE);
+  let lingerAtEnd: number | undefined | 'never ended' = 'never ended';
+  const end = agentSide.end.bind(agentSide);
+  agentSide.end = ((...args: Parameters<Socket['end']>) => {
+    lingerAtEnd = getLinger(agentSide);
+    return end(...args);
+  }) as Socket['end'];
+  const tunnel = tunnelLike();
+  const spliced = splice(tunnel, agentSide);
+  const sent = randomBytes(256 * 1024);
+  tunnel.push(sent);
+  tunnel.push(null);
+  const received = await new Promise<{ bytes: number; how: string }>((resolve) => {
+    let bytes = 0;
+    app.on('data', (c: Buffer) => {
+      bytes += c.length;
+    });
+    app.once('end', () => resolve({ bytes, how: 'end' }));
+    app.once('error', (err: NodeJS.ErrnoException) => resolve({ bytes, how: String(err.code) }));
+  });
+  assert.equal(lingerAtEnd, undefined, 'linger off before end(): the close after it sends a FIN');
+  assert.deepEqual(received, { bytes: sent.length, how: 'end' });
+  app.end();
+  assert.equal((await spliced).error, undefined);
+});
+
+test('lingerOff on a destroyed socket does nothing and does not throw', async (t) => {
+  const { local } = await socketPair(t);
+  local.destroy();
+  assert.doesNotThrow(() => lingerOff(local));
 });
