@@ -194,20 +194,34 @@ test('abortSide on a socket whose FIN is still on its way closes it (no reset re
   assert.equal(await closed, true, "'close' came: the handle was closed");
 });
 
-test('an application-facing socket lingering 0 has linger off when the normal end reaches it, and gets every byte and a FIN', async (t) => {
+test('an application-facing socket lingering 0 keeps it while bytes wait in Node, has it off when closed, and gets every byte and a FIN', async (t) => {
   const { local: agentSide, remote: app } = await socketPair(t);
   setLinger(agentSide, RESET_ON_CLOSE);
+  const fd = (agentSide as unknown as { _handle: { fd: number } })._handle.fd;
+  // What the kernel would do if the agent died at these moments: at end() (bytes still in
+  // Node) a reset, at the close a FIN after the rest.
   let lingerAtEnd: number | undefined | 'never ended' = 'never ended';
+  let lingerAtClose: number | undefined | 'never closed' = 'never closed';
   const end = agentSide.end.bind(agentSide);
   agentSide.end = ((...args: Parameters<Socket['end']>) => {
     lingerAtEnd = getLinger(agentSide);
     return end(...args);
   }) as Socket['end'];
+  const handle = (agentSide as unknown as { _handle: { close: (...a: unknown[]) => unknown } })
+    ._handle;
+  const close = handle.close.bind(handle);
+  handle.close = (...args: unknown[]) => {
+    lingerAtClose = getLinger(fd);
+    return close(...args);
+  };
+  app.pause(); // the application reads late: the agent's bytes wait, in the kernel and in Node
   const tunnel = tunnelLike();
   const spliced = splice(tunnel, agentSide);
-  const sent = randomBytes(256 * 1024);
-  tunnel.push(sent);
+  const sent = randomBytes(8 * 1024 * 1024);
+  for (let at = 0; at < sent.length; at += RECORD) tunnel.push(sent.subarray(at, at + RECORD));
   tunnel.push(null);
+  await turn();
+  app.end(); // both halves end: Node closes the agent's socket once its writes are done
   const received = await new Promise<{ bytes: number; how: string }>((resolve) => {
     let bytes = 0;
     app.on('data', (c: Buffer) => {
@@ -215,11 +229,12 @@ test('an application-facing socket lingering 0 has linger off when the normal en
     });
     app.once('end', () => resolve({ bytes, how: 'end' }));
     app.once('error', (err: NodeJS.ErrnoException) => resolve({ bytes, how: String(err.code) }));
+    setTimeout(() => app.resume(), 100);
   });
-  assert.equal(lingerAtEnd, undefined, 'linger off before end(): the close after it sends a FIN');
-  assert.deepEqual(received, { bytes: sent.length, how: 'end' });
-  app.end();
   assert.equal((await spliced).error, undefined);
+  assert.equal(lingerAtEnd, RESET_ON_CLOSE, 'until the bytes reach the kernel, a death resets');
+  assert.equal(lingerAtClose, undefined, 'closed with linger off: a FIN, not a reset');
+  assert.deepEqual(received, { bytes: sent.length, how: 'end' });
 });
 
 test('lingerOff on a destroyed socket does nothing and does not throw', async (t) => {

@@ -8,8 +8,8 @@
  * the socket itself: no syscall of its own per connection.
  *
  * A graceful end must stay one: with linger 0, the close() that follows end() would reset the
- * connection and drop our FIN and any data still unacknowledged. Before ending such a socket
- * normally the agent turns linger off (one setsockopt).
+ * connection and drop our FIN and any data still unacknowledged. endGracefully turns linger
+ * off (one setsockopt) once the end is safe in the kernel, before Node closes the socket.
  */
 import type { Socket } from 'node:net';
 import { SocketError, setLinger } from '../../net/index.js';
@@ -17,7 +17,18 @@ import { SocketError, setLinger } from '../../net/index.js';
 /** SO_LINGER seconds for application-facing sockets: 0, close() resets. */
 export const RESET_ON_CLOSE = 0;
 
-/** Turns linger off before a graceful end(), so that the close() after it sends a FIN. */
+/**
+ * Ends an application-facing socket normally. Linger stays on while Node still holds bytes
+ * for it (the agent dying then must reset: those bytes die with it) and is turned off at
+ * 'finish': every byte has reached the kernel and the FIN is queued behind them, and Node
+ * closes the socket only after the 'finish' callbacks. From then on the kernel delivers the
+ * rest and the FIN whatever happens to the agent.
+ */
+export function endGracefully(socket: Socket): void {
+  socket.end(() => lingerOff(socket));
+}
+
+/** SO_LINGER off, so that close() sends a FIN after what is queued instead of a RST. */
 export function lingerOff(socket: Socket): void {
   try {
     setLinger(socket, undefined);
