@@ -14,6 +14,7 @@ import {
   abortSide,
   HboneServer,
   type HboneServerLimits,
+  RESET_ON_CLOSE,
   type SourceGuard,
   splice,
 } from './hbone/index.js';
@@ -119,13 +120,17 @@ export class CapturedWorkload {
     });
     try {
       this.#servers.push(
-        await this.#listen(AGENT_PORTS.outbound, (s) =>
-          handleOutbound(deps.outbound, this.workload, s, this.#limiter),
+        await this.#listen(
+          AGENT_PORTS.outbound,
+          (s) => handleOutbound(deps.outbound, this.workload, s, this.#limiter),
+          RESET_ON_CLOSE,
         ),
       );
       this.#servers.push(
-        await this.#listen(AGENT_PORTS.inboundPlaintext, (s) =>
-          handlePlaintextInbound(deps.inbound, this.workload, this.live, s),
+        await this.#listen(
+          AGENT_PORTS.inboundPlaintext,
+          (s) => handlePlaintextInbound(deps.inbound, this.workload, this.live, s),
+          RESET_ON_CLOSE,
         ),
       );
       const hbone = this.#hbone;
@@ -258,13 +263,18 @@ export class CapturedWorkload {
       port: dst.port,
       timeoutMs: 5_000,
       allowHalfOpen: true,
+      linger: RESET_ON_CLOSE,
     }).then(
       (upstream) => void splice(client, upstream),
       () => abortSide(client),
     );
   }
 
-  async #listen(port: number, handle: (s: Socket) => void): Promise<Server> {
+  /**
+   * `linger` on a listener is inherited by every socket it accepts: the application-facing
+   * ones (15001, 15006) reset when closed, also by the kernel when the agent dies (linger.ts).
+   */
+  async #listen(port: number, handle: (s: Socket) => void, linger?: number): Promise<Server> {
     const netns = this.workload.netns;
     const { reusePort } = this.#deps;
     const onConnection = (socket: Socket) => {
@@ -282,13 +292,13 @@ export class CapturedWorkload {
     };
     try {
       return await listenInNetns(
-        { netns, family: 6, host: '::', port, allowHalfOpen: true, reusePort },
+        { netns, family: 6, host: '::', port, allowHalfOpen: true, reusePort, linger },
         onConnection,
       );
     } catch {
       // A namespace without IPv6 still gets IPv4 capture.
       return listenInNetns(
-        { netns, family: 4, host: '0.0.0.0', port, allowHalfOpen: true, reusePort },
+        { netns, family: 4, host: '0.0.0.0', port, allowHalfOpen: true, reusePort, linger },
         onConnection,
       );
     }

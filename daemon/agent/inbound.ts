@@ -12,7 +12,13 @@ import { type ConnectionAttributes, evaluate } from '../policy/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { ConnectionTable } from './connections.js';
 import type { ConnectionRecord, DataplaneMetrics } from './dataplane-metrics.js';
-import { abortSide, type ConnectDecision, type ConnectRequest, splice } from './hbone/index.js';
+import {
+  abortSide,
+  type ConnectDecision,
+  type ConnectRequest,
+  RESET_ON_CLOSE,
+  splice,
+} from './hbone/index.js';
 import { AGENT_PORT_SET, type LocalWorkload, peerOf, plainIp } from './workload-view.js';
 
 export interface InboundDeps {
@@ -101,6 +107,7 @@ async function toApplication(
     port: attributes.destinationPort,
     timeoutMs: deps.connectTimeoutMs,
     allowHalfOpen: true,
+    linger: RESET_ON_CLOSE,
   }).then((upstream) => {
     deps.metrics.opened({ ...record, responseFlags: '-' });
     let closedBy: { reason: string; policy: string | undefined } | undefined;

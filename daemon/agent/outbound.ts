@@ -19,7 +19,7 @@ import type { Logger } from '../telemetry/index.js';
 import type { Balancer } from './balancer.js';
 import type { ConnectionTable } from './connections.js';
 import type { ConnectionRecord, DataplaneMetrics, Peer } from './dataplane-metrics.js';
-import { abortSide, type HbonePool, splice } from './hbone/index.js';
+import { abortSide, type HbonePool, RESET_ON_CLOSE, splice } from './hbone/index.js';
 import type { ConnectionLimiter } from './limits.js';
 import {
   AGENT_PORT_SET,
@@ -352,6 +352,7 @@ async function passthrough(
       port,
       timeoutMs: deps.connectTimeoutMs,
       allowHalfOpen: true,
+      linger: RESET_ON_CLOSE,
     });
   } catch (err) {
     abortSide(client);

@@ -30,6 +30,16 @@ export interface NativeSocketOptions {
   reusePort?: boolean;
   /** IPV6_V6ONLY, family 6 only; set explicitly (default false = dual-stack). */
   ipv6Only?: boolean;
+  /** SO_LINGER on with these seconds (0: close() resets); absent: off. */
+  linger?: number;
+}
+
+/** SO_KEEPALIVE and its TCP timings, as read back from the kernel. */
+export interface NativeKeepalive {
+  enabled: boolean;
+  idleSeconds: number;
+  intervalSeconds: number;
+  count: number;
 }
 
 /** SO_KEEPALIVE and its TCP timings, as read back from the kernel. */

@@ -12,6 +12,7 @@ import type { IpFamily } from './types.js';
 import {
   assertFamily,
   assertIpOfFamily,
+  assertLinger,
   assertMark,
   assertNetnsFile,
   assertNetnsName,
@@ -31,6 +32,12 @@ export interface NetnsSocketOptions {
   reusePort?: boolean;
   /** Family 6: accept IPv6 only; default false (a '::' listener also takes IPv4 clients). */
   ipv6Only?: boolean;
+  /**
+   * SO_LINGER on with these seconds (setLinger): 0 makes close() a reset. Set on a listener,
+   * every connection it accepts inherits it (Linux copies socket options to accepted
+   * sockets), at no cost per connection.
+   */
+  linger?: number;
 }
 
 export interface ListenInNetnsOptions extends NetnsSocketOptions {
@@ -80,6 +87,7 @@ function validateCommon(where: string, opts: NetnsSocketOptions): void {
   for (const key of ['transparent', 'freebind', 'reusePort', 'ipv6Only'] as const) {
     assertOptionalBoolean(where, key, opts[key]);
   }
+  if (opts.linger !== undefined) assertLinger(where, 'linger', opts.linger);
 }
 
 /** Makes the socket in the namespace; the caller owns the returned fd. */
@@ -93,6 +101,7 @@ function socketInNetns(opts: NetnsSocketOptions, extra: Partial<NativeSocketOpti
     freebind: opts.freebind,
     reusePort: opts.reusePort,
     ipv6Only: opts.ipv6Only,
+    linger: opts.linger,
     ...extra,
   };
   const addon = loadNative();

@@ -9,7 +9,14 @@ import { constants } from 'node:os';
 import { isNativeSysError, loadNative } from '../native/index.js';
 import { OriginalDstError, SocketError, socketError, sysFields } from './errors.js';
 import type { IpFamily, OrigDst } from './types.js';
-import { assertFamily, assertFd, assertIntIn, assertMark, assertUint } from './validate.js';
+import {
+  assertFamily,
+  assertFd,
+  assertIntIn,
+  assertLinger,
+  assertMark,
+  assertUint,
+} from './validate.js';
 
 /** A connected or listening Node socket, or a raw socket fd. */
 export type SocketTarget = Socket | number;
@@ -89,16 +96,13 @@ export function setReusePort(target: SocketTarget): void {
   sockopt('setReusePort', () => loadNative().setReusePort(fd));
 }
 
-/** Beyond this the kernel caps SO_LINGER anyway; a longer wait is a bug in the caller. */
-const MAX_LINGER_SECONDS = 65_535;
-
 /**
  * SO_LINGER. A number turns it on: close() then waits up to that many seconds for unsent data
  * to go out, and with 0 it resets the connection (RST) at once, dropping whatever is unsent.
  * undefined turns it off: close() sends a FIN after what is queued (the default).
  */
 export function setLinger(target: SocketTarget, seconds: number | undefined): void {
-  if (seconds !== undefined) assertUint('setLinger', 'seconds', seconds, MAX_LINGER_SECONDS);
+  if (seconds !== undefined) assertLinger('setLinger', 'seconds', seconds);
   const fd = fdOf('setLinger', target);
   sockopt('setLinger', () => loadNative().setLinger(fd, seconds !== undefined, seconds ?? 0));
 }

@@ -40,6 +40,15 @@ export function assertMark(where: string, mark: unknown): asserts mark is number
   assertUint(where, 'mark', mark, MAX_U32);
 }
 
+/** SO_LINGER seconds; the kernel caps longer waits anyway, and one is a bug in the caller. */
+export function assertLinger(
+  where: string,
+  name: string,
+  seconds: unknown,
+): asserts seconds is number {
+  assertUint(where, name, seconds, 65_535);
+}
+
 export function assertPort(where: string, name: string, port: unknown): asserts port is number {
   assertUint(where, name, port, 65_535);
 }

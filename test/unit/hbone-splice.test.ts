@@ -1,13 +1,15 @@
 // splice() between a stream that delivers chunks like an HTTP/2 CONNECT stream does (many
 // TLS-record-sized pieces in one event-loop turn) and a real TCP socket: bulk pieces reach the
-// socket as one writev, small ones are written at once, and back-pressure still holds.
+// socket as one writev, small ones are written at once, and back-pressure still holds; a socket
+// that resets on close (linger 0) is ended normally with linger off.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { type TestContext, test } from 'node:test';
-import { abortSide, splice } from '../../daemon/agent/hbone/index.js';
+import { abortSide, lingerOff, RESET_ON_CLOSE, splice } from '../../daemon/agent/hbone/index.js';
+import { getLinger, setLinger } from '../../daemon/net/index.js';
 
 const RECORD = 16 * 1024 - 9;
 const turn = () => new Promise((resolve) => setImmediate(resolve));
@@ -190,4 +192,53 @@ test('abortSide on a socket whose FIN is still on its way closes it (no reset re
   });
   abortSide(local);
   assert.equal(await closed, true, "'close' came: the handle was closed");
+});
+
+test('an application-facing socket lingering 0 keeps it while bytes wait in Node, has it off when closed, and gets every byte and a FIN', async (t) => {
+  const { local: agentSide, remote: app } = await socketPair(t);
+  setLinger(agentSide, RESET_ON_CLOSE);
+  const fd = (agentSide as unknown as { _handle: { fd: number } })._handle.fd;
+  // What the kernel would do if the agent died at these moments: at end() (bytes still in
+  // Node) a reset, at the close a FIN after the rest.
+  let lingerAtEnd: number | undefined | 'never ended' = 'never ended';
+  let lingerAtClose: number | undefined | 'never closed' = 'never closed';
+  const end = agentSide.end.bind(agentSide);
+  agentSide.end = ((...args: Parameters<Socket['end']>) => {
+    lingerAtEnd = getLinger(agentSide);
+    return end(...args);
+  }) as Socket['end'];
+  const handle = (agentSide as unknown as { _handle: { close: (...a: unknown[]) => unknown } })
+    ._handle;
+  const close = handle.close.bind(handle);
+  handle.close = (...args: unknown[]) => {
+    lingerAtClose = getLinger(fd);
+    return close(...args);
+  };
+  app.pause(); // the application reads late: the agent's bytes wait, in the kernel and in Node
+  const tunnel = tunnelLike();
+  const spliced = splice(tunnel, agentSide);
+  const sent = randomBytes(8 * 1024 * 1024);
+  for (let at = 0; at < sent.length; at += RECORD) tunnel.push(sent.subarray(at, at + RECORD));
+  tunnel.push(null);
+  await turn();
+  app.end(); // both halves end: Node closes the agent's socket once its writes are done
+  const received = await new Promise<{ bytes: number; how: string }>((resolve) => {
+    let bytes = 0;
+    app.on('data', (c: Buffer) => {
+      bytes += c.length;
+    });
+    app.once('end', () => resolve({ bytes, how: 'end' }));
+    app.once('error', (err: NodeJS.ErrnoException) => resolve({ bytes, how: String(err.code) }));
+    setTimeout(() => app.resume(), 100);
+  });
+  assert.equal((await spliced).error, undefined);
+  assert.equal(lingerAtEnd, RESET_ON_CLOSE, 'until the bytes reach the kernel, a death resets');
+  assert.equal(lingerAtClose, undefined, 'closed with linger off: a FIN, not a reset');
+  assert.deepEqual(received, { bytes: sent.length, how: 'end' });
+});
+
+test('lingerOff on a destroyed socket does nothing and does not throw', async (t) => {
+  const { local } = await socketPair(t);
+  local.destroy();
+  assert.doesNotThrow(() => lingerOff(local));
 });

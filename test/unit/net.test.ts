@@ -275,6 +275,26 @@ test('linger, user timeout and keepalive: bad values are RangeErrors, a dead soc
   }
 });
 
+test('linger on a listener is inherited by the connections it accepts; connectFromNetns sets it before connect', async () => {
+  const ns = makeNetns();
+  let onAccept: (s: Socket) => void = () => {};
+  const accepted = new Promise<Socket>((resolve) => {
+    onAccept = resolve;
+  });
+  const opts = { netns: ns.path, family: 4, host: '127.0.0.1' } as const;
+  const server = track(
+    await listenInNetns({ ...opts, port: 0, linger: 0 }, (s) => onAccept(track(s))),
+  );
+  const client = track(await connectFromNetns({ ...opts, port: portOf(server), linger: 3 }));
+  assert.equal(getLinger(client), 3);
+  assert.equal(getLinger(await accepted), 0, 'copied from the listener at accept');
+  assert.equal(
+    getLinger(track(await connectFromNetns({ ...opts, port: portOf(server) }))),
+    undefined,
+  );
+  await assert.rejects(connectFromNetns({ ...opts, port: 1, linger: -1 }), RangeError);
+});
+
 test('SO_LINGER 0 makes close() a reset; off, close() is a clean end', async () => {
   const ns = makeNetns();
   const ends: Array<{ how: Promise<string> }> = [];

@@ -18,6 +18,7 @@ export {
   parseHostPort,
 } from './headers.js';
 export { deadPeerPings, type KeepaliveOptions, startKeepalive } from './keepalive.js';
+export { endGracefully, lingerOff, RESET_ON_CLOSE } from './linger.js';
 export {
   DEFAULT_POOL_LIMITS,
   type HboneConnectOptions,

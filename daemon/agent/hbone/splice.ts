@@ -9,6 +9,7 @@
 import { type Http2Stream, constants as h2 } from 'node:http2';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { endGracefully } from './linger.js';
 
 export interface SpliceResult {
   /** Bytes read from `a` and written to `b`. */
@@ -95,7 +96,11 @@ function forward(from: Duplex, to: Duplex, counted: (bytes: number) => void): vo
     if (!gathering && full()) holdBack();
   });
   const passEnd = () => {
-    if (!to.destroyed && !to.writableEnded) to.end();
+    if (to.destroyed || to.writableEnded) return;
+    // An application-facing socket resets on close while it lingers (linger.ts); a normal end
+    // must reach the application as a FIN after every byte.
+    if (to instanceof Socket) endGracefully(to);
+    else to.end();
   };
   // An HTTP/2 stream reset by its peer can end its readable half a moment before it reports the
   // reset: Node's close(code) sends END_STREAM, then RST_STREAM, and both arrive in one read.

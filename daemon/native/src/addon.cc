@@ -290,6 +290,7 @@ bool ReadSpec(Napi::Object opts, meshd::NetnsSocketSpec* spec) {
   if (!OptBool(opts, "freebind", &spec->freebind)) return false;
   if (!OptBool(opts, "reusePort", &spec->reuse_port)) return false;
   if (!OptBool(opts, "ipv6Only", &spec->ipv6_only)) return false;
+  if (!OptUint(opts, "linger", 65535, &spec->has_linger, &spec->linger)) return false;
   spec->reuse_addr = spec->listen;  // default: on for listeners (restart-friendly), else off
   if (!OptBool(opts, "reuseAddr", &spec->reuse_addr)) return false;
 

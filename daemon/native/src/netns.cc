@@ -52,6 +52,7 @@ SysError ApplyOptions(int fd, const NetnsSocketSpec& spec) {
   if (spec.has_mark && (err = SetMark(fd, spec.mark))) return err;
   if (spec.transparent && (err = SetTransparent(fd, spec.family))) return err;
   if (spec.freebind && (err = SetFreebind(fd, spec.family))) return err;
+  if (spec.has_linger && (err = SetLinger(fd, true, static_cast<int>(spec.linger)))) return err;
   return Ok();
 }
 

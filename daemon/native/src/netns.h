@@ -25,6 +25,8 @@ struct NetnsSocketSpec {
   bool reuse_addr = false;
   bool reuse_port = false;
   bool ipv6_only = false;  // family 6 only
+  bool has_linger = false;  // SO_LINGER on with `linger` seconds; accepted sockets inherit it
+  uint32_t linger = 0;
 };
 
 // On success *out_fd owns a non-blocking, close-on-exec TCP socket in the target namespace.
