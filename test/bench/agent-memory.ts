@@ -9,6 +9,10 @@
  *                 iperf3 -P 4 from n1-w1 to n2-w1, and both agents' CPU per GiB (0 skips it)
  *   --rounds R    iperf3 runs one after another in the load lab (throughput is noisy here)
  *   --settle S    seconds a lab idles before (and after the load) RSS is read (default 20)
+ *   --burst N     one 2-node lab with 2 workloads per node: both agents' RSS idle, then N
+ *                 concurrent TCP connections n1-w1 -> n2-w1 (1 KiB each way, held 2 s, all
+ *                 closed), then RSS every second for --after seconds (default 60); 0 skips it
+ *   --bursts B    bursts in that lab, one after another (each one's idle read afresh)
  * RSS is VmRSS of /proc/PID/status, shown as anonymous (V8 heap, malloc) + file-backed (the
  * pages of the node binary touched so far). MESHD_NODE_FLAGS (read by bin/meshd) adds Node/V8
  * flags to the lab's processes, to compare flags without editing anything.
@@ -18,46 +22,17 @@ import { parseArgs } from 'node:util';
 import { Lab } from '../../ctl/lab/index.js';
 import { formatTable } from '../../ctl/output.js';
 import { run } from '../../daemon/command.js';
-
-interface MemorySample {
-  rssMiB: number;
-  anonMiB: number;
-  fileMiB: number;
-  hwmMiB: number;
-}
+import {
+  agentPid,
+  type BurstResult,
+  type MemorySample,
+  measureBurst,
+  sample,
+  sleep,
+} from '../support/memory-burst.js';
 
 const IPERF_PORT = 5201;
 const SAMPLE_MS = 250;
-
-function statusField(status: string, field: string): number {
-  const kib = Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
-  return Math.round((kib / 1024) * 10) / 10;
-}
-
-function sample(pid: number): MemorySample {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return {
-    rssMiB: statusField(status, 'VmRSS'),
-    anonMiB: statusField(status, 'RssAnon'),
-    fileMiB: statusField(status, 'RssFile'),
-    hwmMiB: statusField(status, 'VmHWM'),
-  };
-}
-
-/** The pid of `meshd agent` in a lab node's namespace (bin/meshd execs node: same pid). */
-async function agentPid(lab: Lab, node: string): Promise<number> {
-  const { stdout } = await run(['ip', 'netns', 'pids', lab.member(node).netns]);
-  for (const pid of stdout.split(/\s+/).filter(Boolean).map(Number)) {
-    let argv: string[] = [];
-    try {
-      argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue; // exited meanwhile
-    }
-    if (argv.some((a) => a.endsWith('daemon/main.js')) && argv.includes('agent')) return pid;
-  }
-  throw new Error(`no meshd agent process in ${lab.member(node).netns}`);
-}
 
 /** CPU seconds the process has used (/proc/PID/stat utime + stime, in USER_HZ = 100). */
 function cpuSeconds(pid: number): number {
@@ -65,8 +40,6 @@ function cpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Samples until `settleMs` passed; the last sample is the idle figure. */
 async function settle(pid: number, settleMs: number): Promise<MemorySample> {
@@ -176,6 +149,52 @@ async function loadRun(
   });
 }
 
+async function burstRuns(
+  count: number,
+  options: Parameters<typeof measureBurst>[1],
+): Promise<BurstResult[]> {
+  return withMeshLab(2, 2, async (lab) => {
+    const results: BurstResult[] = [];
+    for (let i = 0; i < count; i++) {
+      results.push(await measureBurst(lab, options));
+      console.error(`burst ${i + 1}/${count} done`);
+    }
+    return results;
+  });
+}
+
+/** RSS n seconds after the burst, or the last sample when the run was shorter. */
+const at = (after: number[], seconds: number) => after[Math.min(seconds, after.length) - 1];
+
+function printBursts(results: BurstResult[]): void {
+  console.log(`flags: MESHD_NODE_FLAGS=${JSON.stringify(process.env.MESHD_NODE_FLAGS ?? '')}`);
+  const rows = results.flatMap((r, i) =>
+    r.agents.map((a) => {
+      const at30 = at(a.afterMiB, 30) ?? Number.NaN;
+      return [
+        String(i + 1),
+        a.node,
+        `${r.held}/${r.connections}`,
+        String(a.idleMiB),
+        String(a.peakMiB),
+        String(at(a.afterMiB, 10)),
+        String(at30),
+        String(at(a.afterMiB, 60)),
+        (at30 / a.idleMiB).toFixed(3),
+        String(a.trims.length),
+      ];
+    }),
+  );
+  console.log('agent RSS in MiB around a burst of concurrent connections (n1-w1 -> n2-w1):');
+  console.log(
+    formatTable(
+      ['burst', 'agent', 'held', 'idle', 'peak', '+10 s', '+30 s', '+60 s', '+30 s/idle', 'trims'],
+      rows,
+    ),
+  );
+  console.log(`\n${JSON.stringify(results)}`);
+}
+
 const mib = (s: MemorySample) => `${s.rssMiB} (${s.anonMiB} + ${s.fileMiB})`;
 
 async function main(): Promise<void> {
@@ -186,8 +205,22 @@ async function main(): Promise<void> {
       seconds: { type: 'string', default: '10' },
       rounds: { type: 'string', default: '1' },
       settle: { type: 'string', default: '20' },
+      burst: { type: 'string', default: '0' },
+      bursts: { type: 'string', default: '1' },
+      after: { type: 'string', default: '60' },
     },
   });
+  const burst = Number(values.burst);
+  if (burst > 0) {
+    const options = {
+      connections: burst,
+      holdMs: 2_000,
+      settleMs: Number(values.settle) * 1000,
+      afterSeconds: Number(values.after),
+    };
+    printBursts(await burstRuns(Number(values.bursts), options));
+    return;
+  }
   await run(['iperf3', '--version']).catch(() => {
     throw new Error('iperf3 is not installed (apt-get install -y iperf3)');
   });

@@ -13,6 +13,10 @@
  *   twice MS HOST PORT   round-trip "a", print {first}, wait MS, round-trip "b" on the same
  *                        connection, print {second}
  *   resetafter MS HOST PORT  connect, write nothing, reset the connection after MS, print {reset}
+ *   burst N HOLDMS HOST PORT  open N connections (at most 500 connecting at a time), round-trip
+ *                        1 KiB on each, hold all N open for HOLDMS, end them all, print {held,
+ *                        closed, failed, openMs, closeMs} once every one has closed; exits 1
+ *                        after 120 s whatever is left
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { fstatSync } from 'node:fs';
@@ -146,7 +150,79 @@ async function resetAfter(ms: number, host: string, port: number) {
   out({ reset: true });
 }
 
-const [a = '', b = '', c = ''] = args;
+const BURST_OPENING = 500;
+const BURST_BYTES = 1024;
+
+/** Opens one burst connection and round-trips BURST_BYTES; undefined when it failed. */
+async function burstOne(host: string, port: number): Promise<Socket | undefined> {
+  try {
+    const s = await open(host, port);
+    s.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      let back = 0;
+      const onData = (c: Buffer) => {
+        back += c.length;
+        if (back < BURST_BYTES) return;
+        s.off('data', onData);
+        resolve();
+      };
+      s.on('data', onData);
+      s.once('close', () => reject(new Error('closed before the echo')));
+      s.write(Buffer.alloc(BURST_BYTES, 'x'));
+    });
+    return s;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Ends every socket (FIN) and resolves once all of them have closed. */
+function closeAll(sockets: Socket[]): Promise<void> {
+  let left = sockets.length;
+  if (left === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    for (const s of sockets) {
+      s.once('close', () => {
+        if (--left === 0) resolve();
+      });
+      s.resume(); // the echo's FIN arrives only if its data is read
+      s.end();
+    }
+  });
+}
+
+async function burst(n: number, holdMs: number, host: string, port: number) {
+  // Bounded whatever the agents do: the bench waits for this process's line.
+  setTimeout(() => {
+    console.error('burst: not done within 120 s');
+    process.exit(1);
+  }, 120_000).unref();
+  const started = Date.now();
+  const sockets: Socket[] = [];
+  let failed = 0;
+  // A few hundred SYNs at a time: the listen backlogs (the agent's, the server's) stay unfilled.
+  for (let opened = 0; opened < n; opened += BURST_OPENING) {
+    const batch = Math.min(BURST_OPENING, n - opened);
+    const made = await Promise.all(Array.from({ length: batch }, () => burstOne(host, port)));
+    for (const s of made) {
+      if (s) sockets.push(s);
+      else failed += 1;
+    }
+  }
+  const openMs = Date.now() - started;
+  await new Promise((r) => setTimeout(r, holdMs));
+  const closing = Date.now();
+  await closeAll(sockets);
+  out({
+    held: sockets.length,
+    closed: sockets.length,
+    failed,
+    openMs,
+    closeMs: Date.now() - closing,
+  });
+}
+
+const [a = '', b = '', c = '', d = ''] = args;
 const modes: Record<string, () => Promise<void>> = {
   hold: () => hold(Number(a), b, Number(c)),
   sha: () => sha(Number(a), b, Number(c)),
@@ -156,6 +232,7 @@ const modes: Record<string, () => Promise<void>> = {
   steady: () => steady(Number(a), b, Number(c)),
   twice: () => twice(Number(a), b, Number(c)),
   resetafter: () => resetAfter(Number(a), b, Number(c)),
+  burst: () => burst(Number(a), Number(b), c, Number(d)),
 };
 const run = (modes[mode ?? ''] ?? (() => Promise.reject(new Error(`unknown mode ${mode}`))))();
 run.then(

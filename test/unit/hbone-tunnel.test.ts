@@ -490,6 +490,32 @@ test('idle connections close after idleTimeoutMs; the next tunnel opens a new on
   assert.equal(pool.stats().handshakes, 2);
 });
 
+test('after a burst, surplus idle connections close soon; one stays for the full idle timeout', async (t) => {
+  const defer = cleanups(t);
+  const upstream = await tcpServer(defer, echo);
+  const { port, hbone } = await hboneServer(defer, { upstreamPort: upstream.port });
+  const pool = hbonePool(defer, {
+    maxStreamsPerConnection: 1,
+    idleTimeoutMs: 60_000,
+    surplusIdleTimeoutMs: 150,
+  });
+  const open = () => pool.connect({ key: keyFor(port), authority: `127.0.0.1:${upstream.port}` });
+  const burst = await Promise.all([open(), open(), open()]);
+  assert.equal(pool.connections(keyFor(port)), 3);
+  for (const tunnel of burst) tunnel.end('x');
+  await Promise.all(burst.map(collect));
+  const ended = performance.now();
+  await waitFor(() => pool.connections(keyFor(port)) === 1);
+  assert.ok(performance.now() - ended >= 100, 'surplus closed only after their idle timeout');
+  await waitFor(() => hbone.stats().sessions === 1);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(pool.connections(keyFor(port)), 1, 'the last one is kept');
+  const again = await open();
+  again.end('y');
+  assert.equal((await collect(again)).toString(), 'y');
+  assert.equal(pool.stats().handshakes, 3, 'the next tunnel reuses the kept connection');
+});
+
 test('GOAWAY: a graceful server close lets live tunnels finish; new ones go to a new session', async (t) => {
   const defer = cleanups(t);
   const upstream = await tcpServer(defer, echo);

@@ -37,6 +37,12 @@ export interface HbonePoolLimits {
   maxStreamsPerConnection: number;
   /** A connection without streams for this long is closed (GOAWAY). */
   idleTimeoutMs: number;
+  /**
+   * A connection without streams while its key has another open one is closed after this
+   * (at most idleTimeoutMs). A burst of N concurrent streams leaves N/100 connections behind,
+   * each holding ~350 KiB of TLS and HTTP/2 state: one is kept for reuse, the rest go.
+   */
+  surplusIdleTimeoutMs: number;
   /** dial(): the TCP connect to the peer. */
   connectTimeoutMs: number;
   /** TLS handshake, then the peer's first SETTINGS. */
@@ -60,6 +66,7 @@ export interface HbonePoolLimits {
 export const DEFAULT_POOL_LIMITS: Readonly<HbonePoolLimits> = Object.freeze({
   maxStreamsPerConnection: 100,
   idleTimeoutMs: 60_000,
+  surplusIdleTimeoutMs: 5_000,
   connectTimeoutMs: 10_000,
   handshakeTimeoutMs: 10_000,
   connectResponseTimeoutMs: 10_000,
@@ -478,11 +485,28 @@ export class HbonePool {
       this.#retire(p);
       return;
     }
-    if (!(this.#limits.idleTimeoutMs > 0)) return;
+    const { idleTimeoutMs, surplusIdleTimeoutMs } = this.#limits;
+    if (!(idleTimeoutMs > 0)) return;
+    const first = Math.min(surplusIdleTimeoutMs, idleTimeoutMs);
     p.idleTimer = setTimeout(() => {
-      if (p.active === 0) this.#retire(p);
-    }, this.#limits.idleTimeoutMs);
+      if (p.active > 0) return;
+      // The key's last open connection stays for the full idle timeout (its next stream
+      // needs no handshake); when all go idle together, they retire in turn until one is left.
+      if (first >= idleTimeoutMs || this.#hasAnother(p)) {
+        this.#retire(p);
+        return;
+      }
+      p.idleTimer = setTimeout(() => {
+        if (p.active === 0) this.#retire(p);
+      }, idleTimeoutMs - first);
+      p.idleTimer.unref();
+    }, first);
     p.idleTimer.unref();
+  }
+
+  #hasAnother(p: PooledSession): boolean {
+    for (const other of p.entry.sessions) if (other !== p && this.#usable(other)) return true;
+    return false;
   }
 
   #release(p: PooledSession): void {
