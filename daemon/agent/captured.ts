@@ -110,7 +110,13 @@ export class CapturedWorkload {
       onRejected: (info) => {
         deps.inbound.metrics.rejected.inc({ listener: 'hbone', reason: info.reason });
         deps.logger.warn(
-          { workload: workload.ref, remote: info.remote, reason: info.reason },
+          {
+            workload: workload.ref,
+            remote: info.remote,
+            reason: info.reason,
+            detail: info.detail,
+            ...(info.peer ? { peer: info.peer } : {}),
+          },
           'HBONE connection refused',
         );
       },

@@ -4,12 +4,23 @@
 // meshed traffic between other workloads goes on.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Lab } from '../../ctl/lab/index.js';
-import { initCa } from '../../daemon/identity/index.js';
+import {
+  createCsr,
+  exportPrivateKeyPem,
+  generateKeyPair,
+  initCa,
+  leafValidity,
+  loadCa,
+  parseCsr,
+  parseSpiffeId,
+  signSvid,
+  toPem,
+} from '../../daemon/identity/index.js';
 import {
   eventually,
   stop,
@@ -25,6 +36,8 @@ const NODES = ['n1', 'n2'] as const;
 type NodeName = (typeof NODES)[number];
 const TRANSFER_PORT = 9400;
 const ECHO_PORT = 9401;
+/** Where the rapid-reset attacker's CONNECTs point: nothing may ever connect to it. */
+const BAIT_PORT = 9402;
 
 let lab: Lab;
 let dir: string;
@@ -280,5 +293,226 @@ test('the receiving agent SIGKILLed mid-transfer, 20 times: every client, upload
   );
   console.log(
     `# dead peer: detection ms max ${Math.max(...detections)}, median ${detections.sort((a, b) => a - b)[detections.length >> 1]}; back ms max ${Math.max(...returns)}`,
+  );
+});
+
+/** A certificate for `id` from the lab's CA, written as cert/key/ca files for a test client. */
+async function issueFiles(
+  id: string,
+  name: string,
+): Promise<{ cert: string; key: string; ca: string }> {
+  const ca = await loadCa(caDir);
+  const keys = await generateKeyPair();
+  const csr = await parseCsr(await createCsr(keys, parseSpiffeId(id).id), ca.trustDomain);
+  const cert = await signSvid(
+    ca.signer,
+    csr.spiffeId,
+    csr.publicKeyInfo,
+    leafValidity(Date.now(), 3_600_000, ca.signer.cert),
+  );
+  const files = {
+    cert: join(dir, `${name}.pem`),
+    key: join(dir, `${name}.key`),
+    ca: join(dir, `${name}-ca.pem`),
+  };
+  writeFileSync(
+    files.cert,
+    toPem('CERTIFICATE', cert.toSchema().toBER(false)) + ca.intermediatePem,
+  );
+  writeFileSync(files.key, await exportPrivateKeyPem(keys.privateKey), { mode: 0o600 });
+  writeFileSync(files.ca, ca.roots.join(''));
+  return files;
+}
+
+/** Meshed requests from n1-w2 to n2-w2 (other workloads than the attacked one), each a new connection. */
+function probe(count: number): ChildProcess {
+  return spawnIn('n1-w2', [
+    process.execPath,
+    supportScript('rtt-probe'),
+    lab.member('n2-w2').ipv4,
+    String(ECHO_PORT),
+    String(count),
+  ]);
+}
+
+async function probeResult(
+  child: ChildProcess,
+  out: { text: string },
+): Promise<{ ms: number[]; failed: number }> {
+  assert.ok(await exited(child, 120_000), 'the probe finished');
+  const [result] = jsonLines(out.text) as unknown as { ms: number[]; failed: number }[];
+  assert.ok(result, `probe output: ${out.text}`);
+  return result;
+}
+
+const p99 = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.ceil(values.length * 0.99) - 1] ?? Infinity;
+
+function rssMiB(child: ChildProcess | undefined): number {
+  const status = readFileSync(`/proc/${child?.pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? Number.NaN) / 1024;
+}
+
+async function ready(node: NodeName): Promise<boolean> {
+  const { stdout } = await lab.exec(node, [
+    'curl',
+    '-s',
+    '-m',
+    '1',
+    '-o',
+    '/dev/null',
+    '-w',
+    '%{http_code}',
+    'http://127.0.0.1:15021/healthz/ready',
+  ]);
+  return stdout === '200';
+}
+
+test("a node's certificate cannot open an HBONE tunnel: refused and logged with the identity", async () => {
+  const files = await issueFiles('spiffe://cluster.local/node/n1', 'node-n1');
+  const before = logs.n2.length;
+  const { stdout } = await lab
+    .exec('n1', [
+      'curl',
+      '-sS',
+      '-m',
+      '5',
+      '--http2-prior-knowledge',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--cert',
+      files.cert,
+      '--key',
+      files.key,
+      '--cacert',
+      files.ca,
+      '-k',
+      `https://${lab.member('n2-w1').ipv4}:15008/`,
+    ])
+    .catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
+  assert.notEqual(stdout, '200');
+  const line = await eventually(
+    "the refusal in n2's log",
+    async () => logs.n2.slice(before).find((l) => l.includes('not-a-workload-identity')),
+    (l) => l !== undefined,
+  );
+  assert.match(line ?? '', /"msg":"HBONE connection refused"/);
+  assert.match(line ?? '', /"peer":"spiffe:\/\/cluster.local\/node\/n1"/);
+});
+
+test('4,000 handshakes that never finish: agent RSS at most 128 MiB, meshed traffic unaffected, all released after', async () => {
+  const target = lab.member('n2-w1').ipv4;
+  const idleRss = rssMiB(agents.n2);
+  const flood = spawnIn('n1-w3', [
+    'sh',
+    '-c',
+    `ulimit -n 8192 && exec ${process.execPath} ${supportScript('hold-handshakes')} ${target} 15008 4000 20`,
+  ]);
+  const flooded = collect(flood);
+  await waitForOutput(flood, /"held"/, 60_000);
+  let peak = rssMiB(agents.n2);
+  const prober = probe(200);
+  const probed = collect(prober);
+  while (prober.exitCode === null) {
+    peak = Math.max(peak, rssMiB(agents.n2));
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const result = await probeResult(prober, probed);
+  const [counts] = jsonLines(flooded.text) as unknown as { held: number; refused: number }[];
+  console.log(
+    `# slow handshakes: ${JSON.stringify(counts)}; n2 RSS idle ${idleRss.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB; probe p99 ${p99(result.ms)} ms`,
+  );
+  assert.equal((counts?.held ?? 0) + (counts?.refused ?? 0), 4000);
+  assert.ok(peak <= 128, `peak RSS ${peak} MiB`);
+  assert.equal(result.failed, 0);
+  assert.ok(p99(result.ms) < 100, `p99 ${p99(result.ms)} ms`);
+  assert.ok(await exited(flood, 60_000), 'the flood ends by itself');
+  // Released: nothing of the flood left in n2-w1's HBONE port.
+  await eventually(
+    "the flood's connections are gone",
+    async () =>
+      (await lab.exec('n2-w1', ['ss', '-Htn', 'state', 'established', '( sport = :15008 )']))
+        .stdout,
+    (out) => !out.includes(lab.member('n1-w3').ipv4),
+    15_000,
+  );
+});
+
+test('rapid reset from 32 connections: GOAWAY, no upstream connect, readiness up and other meshed requests under 100 ms p99', async () => {
+  const files = await issueFiles('spiffe://cluster.local/ns/shop/sa/web', 'attacker');
+  const target = lab.member('n2-w1').ipv4;
+  const before = logs.n2.length;
+  const bait = spawnIn('n2-w1', [
+    process.execPath,
+    supportScript('tcp-server'),
+    'echo',
+    String(BAIT_PORT),
+  ]);
+  await waitForLine(bait, 'listening');
+  const attacker = spawnIn('n1-w3', [
+    process.execPath,
+    supportScript('rapid-reset'),
+    target,
+    '15008',
+    `${target}:${BAIT_PORT}`,
+    files.cert,
+    files.key,
+    files.ca,
+    '32',
+    '15',
+    '50',
+  ]);
+  const attack = collect(attacker);
+  await new Promise((r) => setTimeout(r, 1_000));
+  const prober = probe(300);
+  const probed = collect(prober);
+  const readiness: boolean[] = [];
+  while (attacker.exitCode === null && readiness.length < 20) {
+    readiness.push(await ready('n2'));
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  const result = await probeResult(prober, probed);
+  assert.ok(await exited(attacker, 30_000), 'the attack ends by itself');
+  const [report] = jsonLines(attack.text) as unknown as {
+    sessions: number;
+    refused: number;
+    streamsSent: number;
+    answered: number;
+    goaways: Record<string, number>;
+  }[];
+  assert.ok(report, `attacker output: ${attack.text}`);
+  console.log(
+    `# rapid reset: ${JSON.stringify(report)}; probe p99 ${p99(result.ms)} ms, failed ${result.failed}`,
+  );
+  // Every connection that got as far as a session was cut with GOAWAY ENHANCE_YOUR_CALM; the
+  // others were refused before their handshake (the source's penalty).
+  assert.ok(report.sessions >= 1 && report.refused >= 1, JSON.stringify(report));
+  assert.equal(report.goaways['11'] ?? 0, report.sessions, JSON.stringify(report));
+  assert.equal(report.answered, 0, 'no cancelled stream was answered');
+  assert.ok(readiness.length > 0 && readiness.every(Boolean), `readiness: ${readiness}`);
+  assert.equal(result.failed, 0);
+  assert.ok(p99(result.ms) < 100, `p99 ${p99(result.ms)} ms`);
+  // No upstream connect for a cancelled stream: no access record, no socket to the bait port.
+  assert.equal(
+    logs.n2
+      .slice(before)
+      .filter((l) => l.includes(`:${BAIT_PORT}"`) && l.includes('connection complete')).length,
+    0,
+  );
+  const { stdout: sockets } = await lab.exec('n2-w1', [
+    'ss',
+    '-Htan',
+    `( sport = :${BAIT_PORT} or dport = :${BAIT_PORT} )`,
+  ]);
+  assert.equal(
+    sockets.split('\n').filter((l) => l.trim() && !l.startsWith('LISTEN')).length,
+    0,
+    sockets,
+  );
+  assert.ok(
+    logs.n2.slice(before).some((l) => l.includes('"reason":"rapid-reset"')),
+    'the cut-off is logged',
   );
 });
