@@ -41,6 +41,7 @@ export interface RapidResetReport {
 const FRAME_HEADERS = 0x1;
 const FRAME_RST_STREAM = 0x3;
 const FRAME_SETTINGS = 0x4;
+const FRAME_PING = 0x6;
 const FRAME_GOAWAY = 0x7;
 const FLAG_END_HEADERS = 0x4;
 const FLAG_ACK = 0x1;
@@ -146,6 +147,8 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
         frameReader((type, flags, _id, payload) => {
           if (type === FRAME_SETTINGS && !(flags & FLAG_ACK)) {
             socket.write(frame(FRAME_SETTINGS, FLAG_ACK, 0, Buffer.alloc(0)));
+          } else if (type === FRAME_PING && !(flags & FLAG_ACK)) {
+            socket.write(frame(FRAME_PING, FLAG_ACK, 0, Buffer.from(payload)));
           } else if (type === FRAME_HEADERS) {
             report.answered++;
           } else if (type === FRAME_GOAWAY && payload.length >= 8) {

@@ -51,7 +51,8 @@ export function startKeepalive(session: Http2Session, options: KeepaliveOptions)
     try {
       accepted = session.ping((err) => {
         if (outstanding === sent) outstanding = undefined;
-        if (err && !session.destroyed) dead(`PING failed: ${err.message}`);
+        // A session closing gracefully (GOAWAY, a drain) cancels its PINGs: not a dead peer.
+        if (err && !session.destroyed && !session.closed) dead(`PING failed: ${err.message}`);
       });
     } catch {
       accepted = false; // the session is closing: its close handler cleans up
@@ -59,7 +60,8 @@ export function startKeepalive(session: Http2Session, options: KeepaliveOptions)
     if (accepted) outstanding = sent;
   };
   const tick = () => {
-    if (session.destroyed || session.connecting) return;
+    // A draining session's streams finish on their own; its socket's close still ends them.
+    if (session.destroyed || session.closed || session.connecting) return;
     const t = now();
     if (outstanding) {
       if (t - outstanding.sentAt < outstanding.deadlineMs) return;
