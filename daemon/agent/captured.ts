@@ -61,6 +61,7 @@ export class CapturedWorkload {
   /** Called once the last accepted socket has closed (see #allClosed). */
   readonly #allClosedWaiters = new Set<() => void>();
   #released = false;
+  #lastActivityAt = 0;
   #stopped = false;
   #markClosed: () => void = () => {};
   #refreshTimer: NodeJS.Timeout | undefined;
@@ -211,7 +212,21 @@ export class CapturedWorkload {
       return;
     }
     const othersEnded = withTimeout(others ?? Promise.resolve(), maxWaitMs);
-    void Promise.all([this.#allClosed(maxWaitMs), othersEnded]).then(finish);
+    const deadline = Date.now() + maxWaitMs;
+    // Removing the rules cuts every connection that came in through them (its NAT goes with
+    // them), also one forwarded unmeshed a moment ago: they go only once no connection is
+    // open and none came or went for a while (a client often connects again at once).
+    const allEnded = async () => {
+      await Promise.all([this.#allClosed(maxWaitMs), othersEnded]);
+      for (;;) {
+        const quietFor = Date.now() - this.#lastActivityAt;
+        if (Date.now() >= deadline) return;
+        if (this.#accepted.size > 0) await this.#allClosed(deadline - Date.now());
+        else if (quietFor < RELEASE_QUIET_MS) await delay(RELEASE_QUIET_MS - quietFor);
+        else return;
+      }
+    };
+    void allEnded().then(finish);
   }
 
   /**
@@ -284,17 +299,18 @@ export class CapturedWorkload {
     const netns = this.workload.netns;
     const { reusePort } = this.#deps;
     const onConnection = (socket: Socket) => {
-      if (this.#released) {
-        this.#forwardUnmeshed(socket);
-        return;
-      }
+      // Counted also once released: a forwarded connection lives on the capture's NAT too,
+      // and removing the rules under it cuts it.
       this.#accepted.add(socket);
+      this.#lastActivityAt = Date.now();
       socket.once('close', () => {
+        this.#lastActivityAt = Date.now();
         this.#accepted.delete(socket);
         if (this.#accepted.size > 0) return;
         for (const done of [...this.#allClosedWaiters]) done();
       });
-      handle(socket);
+      if (this.#released) this.#forwardUnmeshed(socket);
+      else handle(socket);
     };
     try {
       return await listenInNetns(
@@ -310,6 +326,11 @@ export class CapturedWorkload {
     }
   }
 }
+
+/** A released workload's rules go only after this long without a connection opening or closing. */
+const RELEASE_QUIET_MS = 1_000;
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 /** How often a captured workload's TLS context is checked against its current certificate. */
 const CONTEXT_REFRESH_MS = 10_000;

@@ -117,7 +117,14 @@ async function finOnly(host: string, port: number) {
 }
 
 async function steady(ms: number, host: string, port: number) {
-  const s = await open(host, port);
+  let s: Socket;
+  try {
+    s = await open(host, port);
+  } catch (err) {
+    // A reset can beat the connect's own completion (the agent refuses within a millisecond).
+    out({ closed: Date.now(), error: (err as NodeJS.ErrnoException).code ?? String(err) });
+    return;
+  }
   s.on('data', () => out({ echo: Date.now() }));
   const timer = setInterval(() => s.write('x'), ms);
   const error = await new Promise<string | undefined>((resolve) => {
