@@ -28,7 +28,7 @@ import {
 } from './headers.js';
 import { deadPeerPings, startKeepalive } from './keepalive.js';
 import { type AdmitRefusal, SourceGuard } from './source-guard.js';
-import { type SpliceResult, splice } from './splice.js';
+import { abortSide, type SpliceResult, splice } from './splice.js';
 import { acceptTls, TlsRejection, type TlsRejectReason } from './tls.js';
 import { TokenBucket } from './token-bucket.js';
 import { type Http2Tuning, http2Settings, openConnectionWindow, resolveTuning } from './tuning.js';
@@ -270,18 +270,18 @@ export class HboneServer {
     }
     if (this.#sockets.size >= this.#limits.maxConnections) {
       this.#reject('connection', remote, 'max-connections', `${this.#sockets.size} open`);
-      refuseSocket(socket);
+      abortSide(socket); // a RST: no FIN exchange, no TIME-WAIT socket left behind
       return;
     }
     let evicted = false;
     const pending = this.#guard.admit(remote.ip, () => {
       evicted = true;
       this.#reject('connection', remote, 'handshake-evicted', 'the oldest pending handshake');
-      refuseSocket(socket);
+      abortSide(socket); // a RST: no FIN exchange, no TIME-WAIT socket left behind
     });
     if ('refused' in pending) {
       this.#reject('connection', remote, pending.refused, refusalDetail(pending.refused));
-      refuseSocket(socket);
+      abortSide(socket); // a RST: no FIN exchange, no TIME-WAIT socket left behind
       return;
     }
     this.#sockets.add(socket);
@@ -705,15 +705,6 @@ export class HboneServer {
 }
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/** A refused connection gets a RST: no FIN handshake, no TIME-WAIT socket left behind. */
-function refuseSocket(socket: Socket): void {
-  try {
-    socket.resetAndDestroy();
-  } catch {
-    socket.destroy();
-  }
-}
 
 function refusalDetail(reason: AdmitRefusal): string {
   return reason === 'penalized'
