@@ -4,16 +4,13 @@
 // meshed traffic between other workloads goes on.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Lab } from '../../ctl/lab/index.js';
 import {
   createCsr,
   exportPrivateKeyPem,
   generateKeyPair,
-  initCa,
   leafValidity,
   loadCa,
   parseCsr,
@@ -21,109 +18,36 @@ import {
   signSvid,
   toPem,
 } from '../../daemon/identity/index.js';
-import {
-  eventually,
-  stop,
-  supportScript,
-  waitForLine,
-  waitForOutput,
-} from '../support/lab-helpers.js';
+import { eventually, supportScript, waitForLine, waitForOutput } from '../support/lab-helpers.js';
+import { MeshE2E } from '../support/mesh-e2e.js';
 
-const root = new URL('../../..', import.meta.url).pathname;
-const meshd = join(root, 'dist/daemon/main.js');
-const meshctl = join(root, 'bin/meshctl');
-const NODES = ['n1', 'n2'] as const;
-type NodeName = (typeof NODES)[number];
+type NodeName = 'n1' | 'n2';
 const TRANSFER_PORT = 9400;
 const ECHO_PORT = 9401;
 /** Where the rapid-reset attacker's CONNECTs point: nothing may ever connect to it. */
 const BAIT_PORT = 9402;
 
-let lab: Lab;
-let dir: string;
-let caDir: string;
-const running: ChildProcess[] = [];
-const agents: Partial<Record<NodeName, ChildProcess>> = {};
-const logs: Record<NodeName, string[]> = { n1: [], n2: [] };
-const tokens: Partial<Record<NodeName, string>> = {};
+let mesh: MeshE2E;
+const logs = (node: NodeName): string[] => mesh.logs[node] ?? [];
+const spawnIn = (member: string, argv: string[]) => mesh.spawn(member, argv);
+const admin = <T>(node: string, path: string) => mesh.admin<T>(node, path);
 
-function spawnIn(member: string, argv: string[]): ChildProcess {
-  const child = lab.spawn(member, argv);
-  running.push(child);
-  return child;
-}
-
-function startRole(node: string, role: string, env: Record<string, string>): ChildProcess {
-  const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-  return spawnIn(node, ['env', ...vars, process.execPath, meshd, role]);
-}
-
-async function apply(yaml: string): Promise<void> {
-  const file = join(dir, `apply-${Date.now()}-${Math.random()}.yaml`);
-  writeFileSync(file, yaml);
-  await lab.exec('n1', [meshctl, 'apply', '-f', file, '--ca-dir', caDir]);
-}
-
-const workloadYaml = (name: string, sa: string) => {
-  const m = lab.member(name);
-  return `apiVersion: meshd.io/v1alpha1
-kind: Workload
-metadata: { name: ${name}, namespace: shop, labels: { app: ${sa} } }
-spec: { node: ${m.node}, addresses: [${m.ipv4}], serviceAccount: ${sa}, netns: /var/run/netns/${m.netns} }
----
-`;
-};
-
-/** Starts (or starts again, from its state dir) the agent of `node`; resolves once ready. */
+/** Starts the agent of `node` again (from its saved state); resolves once it is ready. */
 async function startAgent(node: NodeName): Promise<{ child: ChildProcess; readyAt: number }> {
-  const agent = startRole(node, 'agent', {
-    MESHD_NODE_NAME: node,
-    MESHD_SERVER: `${lab.member('n1').ipv4}:15012`,
-    MESHD_STATE_DIR: join(dir, `agent-${node}`),
-    MESHD_CNI_SOCKET: join(dir, `cni-${node}.sock`),
-    MESHD_JOIN_TOKEN: tokens[node] ?? '',
-    MESHD_CA_BUNDLE: join(caDir, 'bundle.pem'),
-    MESHD_LOG_LEVEL: process.env.MESHD_TEST_AGENT_LOG_LEVEL ?? 'info',
-  });
-  agent.stderr?.on('data', (c: Buffer) =>
-    logs[node].push(...c.toString().split('\n').filter(Boolean)),
-  );
-  agents[node] = agent;
+  const agent = mesh.startAgent(node);
   await waitForOutput(agent, /"msg":"agent ready"/, 30_000);
   // Ready for traffic: /healthz/ready answers 200 once the node's workloads are captured.
-  await eventually(
-    `${node}'s agent is ready`,
-    async () =>
-      (
-        await lab.exec(node, [
-          'curl',
-          '-s',
-          '-o',
-          '/dev/null',
-          '-w',
-          '%{http_code}',
-          'http://127.0.0.1:15021/healthz/ready',
-        ])
-      ).stdout,
-    (code) => code === '200',
-    30_000,
-    50,
-  );
+  await eventually(`${node}'s agent is ready`, () => ready(node), Boolean, 30_000, 50);
   return { child: agent, readyAt: Date.now() };
 }
 
 function killAgent(node: NodeName): Promise<void> {
-  const agent = agents[node];
+  const agent = mesh.agents[node];
   if (!agent || agent.exitCode !== null || agent.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     agent.once('exit', () => resolve());
     agent.kill('SIGKILL');
   });
-}
-
-async function admin<T>(node: string, path: string): Promise<T> {
-  const { stdout } = await lab.exec(node, ['curl', '-sS', `http://127.0.0.1:15000${path}`]);
-  return JSON.parse(stdout) as T;
 }
 
 /** Parses every JSON line a child printed so far. */
@@ -154,40 +78,19 @@ function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
 }
 
 before(async () => {
-  lab = await Lab.create({ nodes: 2, workloads: 3 });
-  dir = mkdtempSync(join(tmpdir(), 'meshd-hbone-defences-e2e-'));
-  caDir = join(dir, 'ca');
-  await initCa({ dir: caDir, trustDomain: 'cluster.local' });
-  const server = startRole('n1', 'server', {
-    MESHD_CA_DIR: caDir,
-    MESHD_DATA_DIR: join(dir, 'server'),
+  // n1-w3 stays outside the mesh: the attacker's place.
+  mesh = await MeshE2E.create({
+    nodes: 2,
+    workloads: 3,
+    name: 'hbone-defences',
+    register: [
+      ['n1-w1', 'web'],
+      ['n2-w1', 'api'],
+      ['n1-w2', 'web2'],
+      ['n2-w2', 'api2'],
+    ],
+    agentEnv: { MESHD_LOG_LEVEL: process.env.MESHD_TEST_AGENT_LOG_LEVEL ?? 'info' },
   });
-  await waitForOutput(server, /"msg":"meshd server listening"/);
-  await apply(`apiVersion: meshd.io/v1alpha1
-kind: Namespace
-metadata: { name: shop, labels: { meshd.io/dataplane-mode: ambient } }
----
-${workloadYaml('n1-w1', 'web')}${workloadYaml('n2-w1', 'api')}${workloadYaml('n1-w2', 'web2')}${workloadYaml('n2-w2', 'api2')}`);
-  for (const node of NODES) {
-    const { stdout } = await lab.exec('n1', [
-      meshctl,
-      'token',
-      'create',
-      '--node',
-      node,
-      '--ca-dir',
-      caDir,
-    ]);
-    tokens[node] = stdout.trim();
-    await startAgent(node);
-  }
-  for (const node of NODES) {
-    await eventually(
-      `${node} captured its workloads`,
-      () => admin<{ captured: { workload: string }[] }>(node, '/config_dump'),
-      (d) => d.captured.length === 2,
-    );
-  }
   for (const w of ['n2-w1', 'n2-w2']) {
     const transfer = spawnIn(w, [
       process.execPath,
@@ -206,26 +109,17 @@ ${workloadYaml('n1-w1', 'web')}${workloadYaml('n2-w1', 'api')}${workloadYaml('n1
   }
 });
 
-after(() => {
-  if (process.env.MESHD_TEST_DEBUG) {
-    for (const [node, lines] of Object.entries(logs))
-      console.error(`--- agent ${node}\n${lines.slice(-60).join('\n')}`);
-  }
-  for (const child of running) stop(child);
-  for (const child of running) if (child.exitCode === null) child.kill('SIGKILL');
-  assert.deepEqual(lab.destroy(), []);
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => mesh.destroy());
 
 /** A round trip on a new meshed connection from n1-w1 to n2-w1; resolves with its time. */
 async function roundTrip(): Promise<number> {
   const started = Date.now();
-  const { stdout } = await lab.exec('n1-w1', [
+  const { stdout } = await mesh.lab.exec('n1-w1', [
     process.execPath,
     supportScript('tcp-client'),
     'twice',
     '0',
-    lab.member('n2-w1').ipv4,
+    mesh.lab.member('n2-w1').ipv4,
     String(ECHO_PORT),
   ]);
   assert.match(stdout, /"second"/);
@@ -237,7 +131,7 @@ test('the receiving agent SIGKILLed mid-transfer, 20 times: every client, upload
   const detections: number[] = [];
   const returns: number[] = [];
   for (let run = 0; run < runs; run++) {
-    const target = lab.member('n2-w1').ipv4;
+    const target = mesh.lab.member('n2-w1').ipv4;
     const clients = (['up', 'down'] as const).map((kind) => {
       const child = spawnIn('n1-w1', [
         process.execPath,
@@ -265,7 +159,7 @@ test('the receiving agent SIGKILLed mid-transfer, 20 times: every client, upload
     for (const c of clients) {
       const ended = await exited(c.child, 10_000);
       if (!ended) {
-        const { stdout } = await lab.exec('n1-w1', ['ss', '-tnieo']);
+        const { stdout } = await mesh.lab.exec('n1-w1', ['ss', '-tnieo']);
         console.log(`# hung: sockets in n1-w1:\n${stdout}`);
         const dump = await admin<{ pool: unknown }>('n1', '/config_dump');
         console.log(`# hung: pool ${JSON.stringify(dump.pool)}`);
@@ -301,7 +195,7 @@ async function issueFiles(
   id: string,
   name: string,
 ): Promise<{ cert: string; key: string; ca: string }> {
-  const ca = await loadCa(caDir);
+  const ca = await loadCa(mesh.caDir);
   const keys = await generateKeyPair();
   const csr = await parseCsr(await createCsr(keys, parseSpiffeId(id).id), ca.trustDomain);
   const cert = await signSvid(
@@ -311,9 +205,9 @@ async function issueFiles(
     leafValidity(Date.now(), 3_600_000, ca.signer.cert),
   );
   const files = {
-    cert: join(dir, `${name}.pem`),
-    key: join(dir, `${name}.key`),
-    ca: join(dir, `${name}-ca.pem`),
+    cert: join(mesh.dir, `${name}.pem`),
+    key: join(mesh.dir, `${name}.key`),
+    ca: join(mesh.dir, `${name}-ca.pem`),
   };
   writeFileSync(
     files.cert,
@@ -329,7 +223,7 @@ function probe(count: number): ChildProcess {
   return spawnIn('n1-w2', [
     process.execPath,
     supportScript('rtt-probe'),
-    lab.member('n2-w2').ipv4,
+    mesh.lab.member('n2-w2').ipv4,
     String(ECHO_PORT),
     String(count),
   ]);
@@ -354,7 +248,7 @@ function rssMiB(child: ChildProcess | undefined): number {
 }
 
 async function ready(node: NodeName): Promise<boolean> {
-  const { stdout } = await lab.exec(node, [
+  const { stdout } = await mesh.lab.exec(node, [
     'curl',
     '-s',
     '-m',
@@ -370,8 +264,8 @@ async function ready(node: NodeName): Promise<boolean> {
 
 test("a node's certificate cannot open an HBONE tunnel: refused and logged with the identity", async () => {
   const files = await issueFiles('spiffe://cluster.local/node/n1', 'node-n1');
-  const before = logs.n2.length;
-  const { stdout } = await lab
+  const before = logs('n2').length;
+  const { stdout } = await mesh.lab
     .exec('n1', [
       'curl',
       '-sS',
@@ -389,13 +283,16 @@ test("a node's certificate cannot open an HBONE tunnel: refused and logged with 
       '--cacert',
       files.ca,
       '-k',
-      `https://${lab.member('n2-w1').ipv4}:15008/`,
+      `https://${mesh.lab.member('n2-w1').ipv4}:15008/`,
     ])
     .catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '' }));
   assert.notEqual(stdout, '200');
   const line = await eventually(
     "the refusal in n2's log",
-    async () => logs.n2.slice(before).find((l) => l.includes('not-a-workload-identity')),
+    async () =>
+      logs('n2')
+        .slice(before)
+        .find((l) => l.includes('not-a-workload-identity')),
     (l) => l !== undefined,
   );
   assert.match(line ?? '', /"msg":"HBONE connection refused"/);
@@ -403,8 +300,8 @@ test("a node's certificate cannot open an HBONE tunnel: refused and logged with 
 });
 
 test('4,000 handshakes that never finish: agent RSS at most 128 MiB, meshed traffic unaffected, all released after', async () => {
-  const target = lab.member('n2-w1').ipv4;
-  const idleRss = rssMiB(agents.n2);
+  const target = mesh.lab.member('n2-w1').ipv4;
+  const idleRss = rssMiB(mesh.agents.n2);
   const flood = spawnIn('n1-w3', [
     'sh',
     '-c',
@@ -412,11 +309,11 @@ test('4,000 handshakes that never finish: agent RSS at most 128 MiB, meshed traf
   ]);
   const flooded = collect(flood);
   await waitForOutput(flood, /"held"/, 60_000);
-  let peak = rssMiB(agents.n2);
+  let peak = rssMiB(mesh.agents.n2);
   const prober = probe(200);
   const probed = collect(prober);
   while (prober.exitCode === null) {
-    peak = Math.max(peak, rssMiB(agents.n2));
+    peak = Math.max(peak, rssMiB(mesh.agents.n2));
     await new Promise((r) => setTimeout(r, 250));
   }
   const result = await probeResult(prober, probed);
@@ -433,17 +330,17 @@ test('4,000 handshakes that never finish: agent RSS at most 128 MiB, meshed traf
   await eventually(
     "the flood's connections are gone",
     async () =>
-      (await lab.exec('n2-w1', ['ss', '-Htn', 'state', 'established', '( sport = :15008 )']))
+      (await mesh.lab.exec('n2-w1', ['ss', '-Htn', 'state', 'established', '( sport = :15008 )']))
         .stdout,
-    (out) => !out.includes(lab.member('n1-w3').ipv4),
+    (out) => !out.includes(mesh.lab.member('n1-w3').ipv4),
     15_000,
   );
 });
 
 test('rapid reset from 32 connections: GOAWAY, no upstream connect, readiness up and other meshed requests under 100 ms p99', async () => {
   const files = await issueFiles('spiffe://cluster.local/ns/shop/sa/web', 'attacker');
-  const target = lab.member('n2-w1').ipv4;
-  const before = logs.n2.length;
+  const target = mesh.lab.member('n2-w1').ipv4;
+  const before = logs('n2').length;
   const bait = spawnIn('n2-w1', [
     process.execPath,
     supportScript('tcp-server'),
@@ -499,12 +396,12 @@ test('rapid reset from 32 connections: GOAWAY, no upstream connect, readiness up
   assert.ok(p99(result.ms) < 100, `p99 ${p99(result.ms)} ms`);
   // No upstream connect for a cancelled stream: no access record, no socket to the bait port.
   assert.equal(
-    logs.n2
+    logs('n2')
       .slice(before)
       .filter((l) => l.includes(`:${BAIT_PORT}"`) && l.includes('connection complete')).length,
     0,
   );
-  const { stdout: sockets } = await lab.exec('n2-w1', [
+  const { stdout: sockets } = await mesh.lab.exec('n2-w1', [
     'ss',
     '-Htan',
     `( sport = :${BAIT_PORT} or dport = :${BAIT_PORT} )`,
@@ -515,7 +412,9 @@ test('rapid reset from 32 connections: GOAWAY, no upstream connect, readiness up
     sockets,
   );
   assert.ok(
-    logs.n2.slice(before).some((l) => l.includes('"reason":"rapid-reset"')),
+    logs('n2')
+      .slice(before)
+      .some((l) => l.includes('"reason":"rapid-reset"')),
     'the cut-off is logged',
   );
 });
