@@ -102,7 +102,8 @@ ${options.register.map(([member, sa]) => mesh.workloadYaml(member, sa)).join('')
       ...this.options.agentEnv,
       ...extra,
     });
-    const lines = (this.logs[node] ??= []);
+    this.logs[node] ??= [];
+    const lines = this.logs[node];
     agent.stderr?.on('data', (c: Buffer) =>
       lines.push(...c.toString().split('\n').filter(Boolean)),
     );
