@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
 import type { AgentConfig, LogLevel } from '../config.js';
+import { StateSync } from '../discovery/index.js';
 import { MeshdError } from '../errors.js';
 import type { CertificateStatus } from '../identity/index.js';
 import { trimMallocArenas } from '../net/index.js';
@@ -26,7 +27,6 @@ import type { HboneDefences } from './data-path.js';
 import { Dataplane, type DataplaneOptions } from './dataplane.js';
 import { AgentIdentity } from './identity.js';
 import { MemoryTrimmer } from './memory-trimmer.js';
-import { StateSync } from './state-sync.js';
 import { DataPathThreads } from './threads.js';
 
 export interface AgentDeps {

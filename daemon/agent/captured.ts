@@ -6,10 +6,9 @@
  */
 import type { Server, Socket } from 'node:net';
 import { applyCapture, removeCapture } from '../../cni/index.js';
+import { AGENT_PORTS, type LocalWorkload } from '../discovery/index.js';
 import { describeError } from '../errors.js';
-import { connectFromNetns, listenInNetns, originalDst } from '../net/index.js';
-import type { Logger } from '../telemetry/index.js';
-import type { SecureContexts } from './contexts.js';
+import type { SecureContexts } from '../hbone/index.js';
 import {
   abortSide,
   HboneServer,
@@ -17,7 +16,10 @@ import {
   RESET_ON_CLOSE,
   type SourceGuard,
   splice,
-} from './hbone/index.js';
+} from '../hbone/index.js';
+import { connectFromNetns, listenInNetns, originalDst } from '../net/index.js';
+import { ConnectionLimiter, type WorkloadLimits } from '../proxy/index.js';
+import type { Logger } from '../telemetry/index.js';
 import {
   handlePlaintextInbound,
   hboneConnectHandler,
@@ -25,9 +27,7 @@ import {
   LiveConnections,
   recheckLive,
 } from './inbound.js';
-import { ConnectionLimiter, type WorkloadLimits } from './limits.js';
 import { handleOutbound, type OutboundDeps } from './outbound.js';
-import { AGENT_PORTS, type LocalWorkload } from './workload-view.js';
 
 export interface CapturedDeps {
   limits: WorkloadLimits;

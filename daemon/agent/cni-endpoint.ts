@@ -26,8 +26,8 @@ import type { Logger } from '../telemetry/index.js';
  */
 const { createServer } = process.getBuiltinModule('node:http');
 
+import type { StateSync } from '../discovery/index.js';
 import type { Dataplane } from './dataplane.js';
-import type { StateSync } from './state-sync.js';
 
 /** CNI error codes (spec §Error): 7 invalid config, 11 try again later; 100+ ours. */
 const CNI = { invalidConfig: 7, tryAgainLater: 11, notCaptured: 100, registry: 101 } as const;

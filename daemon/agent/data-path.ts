@@ -6,6 +6,14 @@
  */
 import type { Socket } from 'node:net';
 import { Gauge, type Registry } from 'prom-client';
+import type { LocalWorkload } from '../discovery/index.js';
+import {
+  type CertificateSource,
+  DEFAULT_HTTP2_TUNING,
+  HbonePool,
+  SecureContexts,
+  SourceGuard,
+} from '../hbone/index.js';
 import type { MeshState } from '../model/index.js';
 import {
   connectFromNetns,
@@ -13,14 +21,9 @@ import {
   setTcpKeepalive,
   setTcpUserTimeout,
 } from '../net/index.js';
-import { type Logger, rateLimitedLogger } from '../telemetry/index.js';
-import { Balancer } from './balancer.js';
+import { Balancer, ConnectionTable } from '../proxy/index.js';
+import { DataplaneMetrics, type Logger, rateLimitedLogger } from '../telemetry/index.js';
 import { CapturedWorkload } from './captured.js';
-import { ConnectionTable } from './connections.js';
-import { type CertificateSource, SecureContexts } from './contexts.js';
-import { DataplaneMetrics } from './dataplane-metrics.js';
-import { DEFAULT_HTTP2_TUNING, HbonePool, SourceGuard } from './hbone/index.js';
-import type { LocalWorkload } from './workload-view.js';
 
 export interface DataPathOptions {
   node: string;

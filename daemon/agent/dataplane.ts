@@ -5,18 +5,17 @@
  */
 import { existsSync } from 'node:fs';
 import type { Registry } from 'prom-client';
+import type { StateSync } from '../discovery/index.js';
+import { type LocalWorkload, localWorkload } from '../discovery/index.js';
 import { describeError } from '../errors.js';
+import type { HbonePool, HbonePoolStats } from '../hbone/index.js';
 import type { Workload } from '../model/index.js';
-import type { Logger } from '../telemetry/index.js';
-import type { ConnectionInfo } from './connections.js';
-import { compareConnections } from './connections.js';
+import type { ConnectionInfo } from '../proxy/index.js';
+import { compareConnections } from '../proxy/index.js';
+import type { DataplaneMetrics, Logger } from '../telemetry/index.js';
 import { DataPath, type DataPathOptions, workloadKey } from './data-path.js';
-import type { DataplaneMetrics } from './dataplane-metrics.js';
-import type { HbonePool, HbonePoolStats } from './hbone/index.js';
 import type { AgentIdentity } from './identity.js';
-import type { StateSync } from './state-sync.js';
 import type { DataPathThreads } from './threads.js';
-import { type LocalWorkload, localWorkload } from './workload-view.js';
 
 export type DataplaneOptions = Omit<DataPathOptions, 'ownsRules' | 'reusePort'>;
 

@@ -12,8 +12,7 @@ import {
   type ManagerLogger,
   nodeId,
 } from '../identity/index.js';
-import { type ClientCredentials, IdentityClient } from '../proto/index.js';
-import { GrpcCertificateIssuer } from './issuer.js';
+import { type ClientCredentials, GrpcCertificateIssuer, IdentityClient } from '../proto/index.js';
 import {
   loadOrJoin,
   type NodeCredentials,

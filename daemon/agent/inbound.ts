@@ -5,21 +5,20 @@
  * the connection in a live set so a policy change can re-check it and close it if now denied.
  */
 import type { Socket } from 'node:net';
+import { AGENT_PORT_SET, type LocalWorkload, peerOf, plainIp } from '../discovery/index.js';
 import { describeError, errorReason } from '../errors.js';
-import type { MeshState } from '../model/index.js';
-import { connectFromNetns, originalDst } from '../net/index.js';
-import { type ConnectionAttributes, evaluate } from '../policy/index.js';
-import type { Logger } from '../telemetry/index.js';
-import type { ConnectionTable } from './connections.js';
-import type { ConnectionRecord, DataplaneMetrics } from './dataplane-metrics.js';
 import {
   abortSide,
   type ConnectDecision,
   type ConnectRequest,
   RESET_ON_CLOSE,
   splice,
-} from './hbone/index.js';
-import { AGENT_PORT_SET, type LocalWorkload, peerOf, plainIp } from './workload-view.js';
+} from '../hbone/index.js';
+import type { MeshState } from '../model/index.js';
+import { connectFromNetns, originalDst } from '../net/index.js';
+import { type ConnectionAttributes, evaluate } from '../policy/index.js';
+import type { ConnectionTable } from '../proxy/index.js';
+import type { ConnectionRecord, DataplaneMetrics, Logger } from '../telemetry/index.js';
 
 export interface InboundDeps {
   state: () => MeshState;

@@ -3,6 +3,9 @@
  * certificates, trust bundle) and its admin/metrics/readiness endpoints. Capture, HBONE and
  * policy arrive with the node-proxy issue.
  */
+
+export { StateSync, type StateSyncOptions, type SyncSource } from '../discovery/index.js';
+export type { ConnectionEnd, ConnectionInfo, ConnectionPath } from '../proxy/index.js';
 export {
   type AgentDeps,
   type AgentHandle,
@@ -10,8 +13,6 @@ export {
   certificateRows,
   startAgent,
 } from './app.js';
-export type { ConnectionEnd, ConnectionInfo, ConnectionPath } from './connections.js';
 export { AgentIdentity, type AgentIdentityOptions } from './identity.js';
 export { NODE_FILES } from './node-identity.js';
 export { runAgent } from './run.js';
-export { StateSync, type StateSyncOptions, type SyncSource } from './state-sync.js';

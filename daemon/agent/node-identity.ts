@@ -13,8 +13,7 @@ import {
   type IssuedCertificate,
   nodeId,
 } from '../identity/index.js';
-import { IdentityClient } from '../proto/index.js';
-import { toIssued } from './issuer.js';
+import { IdentityClient, toIssued } from '../proto/index.js';
 
 export const NODE_FILES = { cert: 'node.pem', key: 'node.key', bundle: 'bundle.pem' } as const;
 

@@ -6,7 +6,15 @@
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import {
+  AGENT_PORT_SET,
+  AGENT_PORTS,
+  type LocalWorkload,
+  peerOf,
+  plainIp,
+} from '../discovery/index.js';
 import { describeError, errorReason } from '../errors.js';
+import { abortSide, type HbonePool, RESET_ON_CLOSE, splice } from '../hbone/index.js';
 import {
   isEnrolled,
   type MeshState,
@@ -15,19 +23,8 @@ import {
   workloadIdentity,
 } from '../model/index.js';
 import { connectFromNetns, originalDst } from '../net/index.js';
-import type { Logger } from '../telemetry/index.js';
-import type { Balancer } from './balancer.js';
-import type { ConnectionTable } from './connections.js';
-import type { ConnectionRecord, DataplaneMetrics, Peer } from './dataplane-metrics.js';
-import { abortSide, type HbonePool, RESET_ON_CLOSE, splice } from './hbone/index.js';
-import type { ConnectionLimiter } from './limits.js';
-import {
-  AGENT_PORT_SET,
-  AGENT_PORTS,
-  type LocalWorkload,
-  peerOf,
-  plainIp,
-} from './workload-view.js';
+import type { Balancer, ConnectionLimiter, ConnectionTable } from '../proxy/index.js';
+import type { ConnectionRecord, DataplaneMetrics, Logger, Peer } from '../telemetry/index.js';
 
 export interface OutboundDeps {
   state: () => MeshState;

@@ -7,16 +7,15 @@
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import type { LogLevel } from '../config.js';
+import type { LocalWorkload } from '../discovery/index.js';
 import { describeError } from '../errors.js';
+import type { CertificateSource, HbonePool } from '../hbone/index.js';
 import { MeshState, type Resource, type StateEvent } from '../model/index.js';
 import { trimMallocArenas } from '../net/index.js';
+import type { ConnectionInfo } from '../proxy/index.js';
 import { createJsonLogger } from '../telemetry/index.js';
-import type { ConnectionInfo } from './connections.js';
-import type { CertificateSource } from './contexts.js';
 import { DataPath, type DataPathOptions } from './data-path.js';
-import type { HbonePool } from './hbone/index.js';
 import { ThreadRpc } from './thread-rpc.js';
-import type { LocalWorkload } from './workload-view.js';
 
 export interface ThreadData {
   /** 1.. (the main thread is 0). */

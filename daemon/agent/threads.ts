@@ -7,15 +7,14 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { LogLevel } from '../config.js';
+import type { LocalWorkload, StateSync } from '../discovery/index.js';
 import { describeError, MeshdError } from '../errors.js';
 import type { StateChange } from '../model/index.js';
 import { resourceRef } from '../model/index.js';
 import type { Logger } from '../telemetry/index.js';
 import type { DataPathOptions } from './data-path.js';
-import type { StateSync } from './state-sync.js';
 import type { IssuedForThread, ThreadData, ThreadReport } from './thread-main.js';
 import { ThreadRpc } from './thread-rpc.js';
-import type { LocalWorkload } from './workload-view.js';
 
 const START_TIMEOUT_MS = 15_000;
 const CAPTURE_TIMEOUT_MS = 30_000;

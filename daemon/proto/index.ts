@@ -10,6 +10,7 @@ export {
   DEFAULT_TIMEOUT_MS,
   IdentityClient,
 } from './identity-client.js';
+export * from './issuer.js';
 export { loadServices } from './loader.js';
 export type * from './messages.js';
 export { RegistryClient, type WatchStream } from './registry-client.js';

@@ -10,6 +10,7 @@ export {
   readinessRoute,
   startHttpEndpoint,
 } from './http-endpoint.js';
+export * from './istio-metrics.js';
 export {
   LOG_BURST,
   LOG_MAX_KEYS,

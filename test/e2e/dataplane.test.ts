@@ -669,7 +669,7 @@ test("CONNECT to an address that is not the workload's and an expired client cer
     exportPrivateKeyPem,
     toPem,
   } = await import('../../daemon/identity/index.js');
-  const { HbonePool, hboneSecureContext } = await import('../../daemon/agent/hbone/index.js');
+  const { HbonePool, hboneSecureContext } = await import('../../daemon/hbone/index.js');
   const { connectFromNetns, netnsPath } = await import('../../daemon/net/index.js');
   const ca = await loadCa(caDir);
   const roots = fromPemAll(readFileSync(join(caDir, 'bundle.pem'), 'utf8'), 'CERTIFICATE').map(

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
-import { ConnectionTable } from '../../daemon/agent/connections.js';
+import { ConnectionTable } from '../../daemon/proxy/index.js';
 
 /** The table reads only the socket's byte counters. */
 const socket = (bytesRead: number, bytesWritten: number) =>

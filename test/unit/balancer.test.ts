@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Balancer } from '../../daemon/agent/balancer.js';
+import { Balancer } from '../../daemon/proxy/index.js';
 
 test('round robin rotates the first choice and keeps the others as fallbacks', () => {
   const b = new Balancer();

@@ -137,7 +137,7 @@ test('cpu profile summary: self time of busy samples, idle left out, largest fir
       { id: 2, callFrame: frame('(idle)') },
       {
         id: 3,
-        callFrame: frame('forward', 'file:///x/dist/daemon/agent/hbone/splice.js', 44),
+        callFrame: frame('forward', 'file:///x/dist/daemon/hbone/splice.js', 44),
         children: [5],
       },
       { id: 4, callFrame: frame('', 'file:///x/node_modules/prom-client/lib/counter.js', 9) },
@@ -150,11 +150,11 @@ test('cpu profile summary: self time of busy samples, idle left out, largest fir
   const lines = summarizeCpuProfile(profile, 10).trim().split('\n');
   assert.equal(lines[0], '8 samples over 2.0 s, 50.0 % busy; self time as % of the busy samples:');
   assert.deepEqual(lines.slice(1), [
-    ' 50.0 %  forward daemon/agent/hbone/splice.js:45',
+    ' 50.0 %  forward daemon/hbone/splice.js:45',
     ' 25.0 %  writeBuffer',
     ' 25.0 %  (anonymous) prom-client/lib/counter.js:10',
     'by the nearest meshd function on the stack (its time and what it called):',
-    ' 75.0 %  forward daemon/agent/hbone/splice.js:45',
+    ' 75.0 %  forward daemon/hbone/splice.js:45',
     ' 25.0 %  (no meshd frame)',
   ]);
   assert.equal(summarizeCpuProfile(profile, 1).trim().split('\n').length, 4);

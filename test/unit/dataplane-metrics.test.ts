@@ -3,8 +3,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Registry } from 'prom-client';
-import { type ConnectionRecord, DataplaneMetrics } from '../../daemon/agent/dataplane-metrics.js';
-import { createJsonLogger } from '../../daemon/telemetry/index.js';
+import {
+  type ConnectionRecord,
+  createJsonLogger,
+  DataplaneMetrics,
+} from '../../daemon/telemetry/index.js';
 
 const web = {
   workload: 'web',

@@ -15,7 +15,7 @@ import {
   SourceGuard,
   type SourceGuardLimits,
   TokenBucket,
-} from '../../daemon/agent/hbone/index.js';
+} from '../../daemon/hbone/index.js';
 import { issueTestSvid, makeTestCa, type TestCa, type TestSvid } from '../support/pki.js';
 import { rapidReset } from '../support/rapid-reset.js';
 

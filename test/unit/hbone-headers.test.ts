@@ -11,7 +11,7 @@ import {
   parseBaggage,
   parseForwarded,
   parseHostPort,
-} from '../../daemon/agent/hbone/index.js';
+} from '../../daemon/hbone/index.js';
 
 test(':authority must be an IP literal and a port', () => {
   assert.deepEqual(parseHostPort('10.0.0.7:5432'), { ip: '10.0.0.7', port: 5432, family: 4 });

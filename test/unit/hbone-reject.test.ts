@@ -20,7 +20,7 @@ import {
   type HboneServerLimits,
   hboneSecureContext,
   type RejectedInfo,
-} from '../../daemon/agent/hbone/index.js';
+} from '../../daemon/hbone/index.js';
 import {
   createCsr,
   exportPrivateKeyPem,

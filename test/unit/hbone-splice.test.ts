@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { type TestContext, test } from 'node:test';
-import { abortSide, lingerOff, RESET_ON_CLOSE, splice } from '../../daemon/agent/hbone/index.js';
+import { abortSide, lingerOff, RESET_ON_CLOSE, splice } from '../../daemon/hbone/index.js';
 import { getLinger, setLinger } from '../../daemon/net/index.js';
 
 const RECORD = 16 * 1024 - 9;

@@ -22,7 +22,7 @@ import {
   hboneSecureContext,
   type PoolKey,
   splice,
-} from '../../daemon/agent/hbone/index.js';
+} from '../../daemon/hbone/index.js';
 import { issueTestSvid, makeTestCa, type TestCa } from '../support/pki.js';
 
 const TD = 'cluster.local';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConnectionLimiter } from '../../daemon/agent/limits.js';
+import { ConnectionLimiter } from '../../daemon/proxy/index.js';
 
 test('pending connects and open connections are bounded separately; slots come back', () => {
   const limiter = new ConnectionLimiter({ maxConnections: 3, maxPendingConnects: 2 });

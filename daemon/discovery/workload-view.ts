@@ -1,7 +1,7 @@
 /** What the data path needs to know about a local captured workload. */
 import type { MeshState, NamespacedName, Workload } from '../model/index.js';
 import { workloadIdentity } from '../model/index.js';
-import type { Peer } from './dataplane-metrics.js';
+import type { Peer } from '../telemetry/index.js';
 
 export const AGENT_PORTS = { outbound: 15001, inboundPlaintext: 15006, hbone: 15008 } as const;
 export const AGENT_PORT_SET: ReadonlySet<number> = new Set(Object.values(AGENT_PORTS));

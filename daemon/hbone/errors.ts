@@ -3,7 +3,7 @@
  * set up or broke, with the phase that failed; `HboneRefusedError` (MESHD_E_HBONE_REFUSED)
  * when the peer answered CONNECT with an error status.
  */
-import { MeshdError } from '../../errors.js';
+import { MeshdError } from '../errors.js';
 
 /** The phase of an outbound tunnel that failed; low cardinality, fit for a metric label. */
 export type HbonePhase =

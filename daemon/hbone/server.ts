@@ -17,8 +17,8 @@ import {
 } from 'node:http2';
 import type { Server, Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
-import type { SpiffeId } from '../../identity/index.js';
-import { type Logger, silentLogger } from '../../telemetry/index.js';
+import type { SpiffeId } from '../identity/index.js';
+import { type Logger, silentLogger } from '../telemetry/index.js';
 import {
   type ForwardedFor,
   type HostPort,

@@ -15,7 +15,7 @@ import {
   SvidError,
   verifySvid,
 } from '../identity/index.js';
-import type { IdentityClient } from '../proto/index.js';
+import type { IdentityClient } from './index.js';
 
 export interface IssuerOptions {
   /** The client to use now (it changes when the node certificate rotates). */

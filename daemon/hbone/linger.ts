@@ -12,7 +12,7 @@
  * off (one setsockopt) once the end is safe in the kernel, before Node closes the socket.
  */
 import type { Socket } from 'node:net';
-import { SocketError, setLinger } from '../../net/index.js';
+import { SocketError, setLinger } from '../net/index.js';
 
 /** SO_LINGER seconds for application-facing sockets: 0, close() resets. */
 export const RESET_ON_CLOSE = 0;

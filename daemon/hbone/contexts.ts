@@ -3,7 +3,7 @@
  * context per connection costs about a third more CPU), trusting the current bundle roots.
  */
 import type { SecureContext } from 'node:tls';
-import { hboneSecureContext } from './hbone/index.js';
+import { hboneSecureContext } from './tls.js';
 
 /** Where certificates come from: AgentIdentity, or the main thread for a data-path thread. */
 export interface CertificateSource {

@@ -5,8 +5,8 @@
  * the data path already built, and byte counts are read from the socket only when asked.
  */
 import type { Socket } from 'node:net';
-import type { Peer } from './dataplane-metrics.js';
-import { abortSide } from './hbone/index.js';
+import { abortSide } from '../hbone/index.js';
+import type { Peer } from '../telemetry/index.js';
 
 export type ConnectionPath = 'hbone' | 'passthrough' | 'plaintext';
 

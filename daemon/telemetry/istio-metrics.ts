@@ -5,13 +5,8 @@
  * flood of them is summarised); the counters count every connection.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import {
-  type LogEmit,
-  type LogFields,
-  type Logger,
-  LogLimiter,
-  type LogLimiterOptions,
-} from '../telemetry/index.js';
+import { type LogEmit, LogLimiter, type LogLimiterOptions } from './log-limiter.js';
+import type { LogFields, Logger } from './logger.js';
 
 export interface Peer {
   workload: string;

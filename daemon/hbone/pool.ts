@@ -15,7 +15,7 @@ import {
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { type Logger, silentLogger } from '../../telemetry/index.js';
+import { type Logger, silentLogger } from '../telemetry/index.js';
 import { Connector, type ConnectorOptions, type PoolKey } from './connector.js';
 import { HboneError, HboneRefusedError } from './errors.js';
 import { isTraceparent, newTraceparent, parseHostPort } from './headers.js';

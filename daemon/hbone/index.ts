@@ -4,6 +4,7 @@
  * outbound tunnels over pooled connections; splice() copies a tunnel to a TCP socket with
  * half-close; the header helpers format and parse what travels with a CONNECT.
  */
+export { type CertificateSource, SecureContexts } from './contexts.js';
 export { HboneError, type HbonePhase, HboneRefusedError } from './errors.js';
 export {
   type ForwardedFor,

@@ -13,7 +13,7 @@ import {
   TLSSocket,
   connect as tlsConnect,
 } from 'node:tls';
-import { classify, parseSpiffeId, type SpiffeId, spiffeIdOfPeer } from '../../identity/index.js';
+import { classify, parseSpiffeId, type SpiffeId, spiffeIdOfPeer } from '../identity/index.js';
 import { HboneError } from './errors.js';
 
 export const HBONE_ALPN = 'h2';
