@@ -18,7 +18,12 @@ import type { MeshState } from '../model/index.js';
 import { connectFromNetns, originalDst } from '../net/index.js';
 import { type ConnectionAttributes, evaluate } from '../policy/index.js';
 import type { ConnectionTable } from '../proxy/index.js';
-import type { ConnectionRecord, DataplaneMetrics, Logger } from '../telemetry/index.js';
+import type {
+  ConnectionRecord,
+  DataplaneMetrics,
+  Logger,
+  ResponseFlag,
+} from '../telemetry/index.js';
 
 export interface InboundDeps {
   state: () => MeshState;
@@ -174,7 +179,7 @@ export function hboneConnectHandler(
     const refuse = (
       status: 400 | 401 | 503,
       reason: string,
-      flags: string,
+      flags: ResponseFlag,
       policy?: string,
     ): ConnectDecision => {
       deps.metrics.finish({

@@ -1,30 +1,27 @@
 /**
- * Captured outbound connections (15001): the original destination decides the path —
- * a Service VIP:port → an endpoint (balanced, with fallback and ejection) over HBONE; a mesh
- * workload → HBONE to its :15008 expecting its identity; anything else → passthrough. Every
- * connection to the peer leaves from the source workload's namespace with the bypass mark.
+ * Captured outbound connections (15001), carried out after planOutbound decided the path: a
+ * Service VIP:port → an endpoint (balanced, with fallback and ejection) over HBONE; a mesh
+ * workload → HBONE to its :15008 expecting its identity; a service or workload bound to a
+ * waypoint → HBONE to a replica of the waypoint, `:authority` the dialed address; anything else
+ * → passthrough; a refusal → reset. Every connection to the peer leaves from the source
+ * workload's namespace with the bypass mark.
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import {
-  AGENT_PORT_SET,
-  AGENT_PORTS,
-  type LocalWorkload,
-  peerOf,
-  plainIp,
-} from '../discovery/index.js';
+import { AGENT_PORTS, type LocalWorkload, peerOf, plainIp } from '../discovery/index.js';
 import { describeError, errorReason } from '../errors.js';
 import { abortSide, type HbonePool, RESET_ON_CLOSE, splice } from '../hbone/index.js';
-import {
-  isEnrolled,
-  type MeshState,
-  type Service,
-  type Workload,
-  workloadIdentity,
-} from '../model/index.js';
+import { type MeshState, type Service, type Workload, workloadIdentity } from '../model/index.js';
 import { connectFromNetns, originalDst } from '../net/index.js';
 import type { Balancer, ConnectionLimiter, ConnectionTable } from '../proxy/index.js';
-import type { ConnectionRecord, DataplaneMetrics, Logger, Peer } from '../telemetry/index.js';
+import type {
+  ConnectionRecord,
+  DataplaneMetrics,
+  Logger,
+  Peer,
+  ResponseFlag,
+} from '../telemetry/index.js';
+import { type OutboundPlan, planOutbound } from './outbound-plan.js';
 
 export interface OutboundDeps {
   state: () => MeshState;
@@ -43,14 +40,66 @@ export interface OutboundDeps {
   maxAttempts: number;
 }
 
+/** One tunnel to try: HBONE to `tunnelIp`:15008 expecting `expectedIdentity`. */
 interface Target {
-  ip: string;
-  port: number;
-  workload: Workload | undefined;
-  service: Service | undefined;
+  tunnelIp: string;
+  /** The CONNECT's `:authority`: the endpoint's ip:port, or the dialed address for a waypoint. */
+  authority: { ip: string; port: number };
+  expectedIdentity: string;
+  /** Labels the record: the endpoint (or the waypoint replica) and the service dialed. */
+  destination: ConnectionRecord['destination'];
+  /** Balanced endpoints report success and failure to the balancer under this key. */
+  balanced: boolean;
 }
 
 const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
+
+/**
+ * One captured connection's outcome, recorded once: `finish` with the destination it reached
+ * (or tried last), the transport and the response flag.
+ */
+class OutboundOutcome {
+  readonly #started = performance.now();
+  readonly metrics: DataplaneMetrics;
+  readonly source: Peer;
+
+  constructor(metrics: DataplaneMetrics, source: Peer) {
+    this.metrics = metrics;
+    this.source = source;
+  }
+
+  opened(transport: Transport, destination: ConnectionRecord['destination']): void {
+    this.metrics.opened({
+      direction: 'outbound',
+      transport,
+      source: this.source,
+      destination,
+      responseFlags: '-',
+    });
+  }
+
+  finish(
+    transport: Transport,
+    destination: ConnectionRecord['destination'],
+    flag: ResponseFlag,
+    bytes?: { sent: number; received: number },
+    error?: string,
+  ): void {
+    this.metrics.finish({
+      direction: 'outbound',
+      transport,
+      source: this.source,
+      destination,
+      sentBytes: bytes?.sent ?? 0,
+      receivedBytes: bytes?.received ?? 0,
+      durationMs: performance.now() - this.#started,
+      responseFlags: flag,
+      error,
+    });
+  }
+}
+
+type Transport = 'hbone' | 'passthrough' | 'refused';
 
 export function handleOutbound(
   deps: OutboundDeps,
@@ -58,8 +107,7 @@ export function handleOutbound(
   client: Socket,
   limiter: ConnectionLimiter,
 ): void {
-  const started = performance.now();
-  client.on('error', () => {}); // reported through the record below
+  client.on('error', () => {}); // reported through the outcome's record
   const slot = limiter.admit();
   // Every refusal below resets the client (TCP RST): its connect already succeeded against the
   // capture, and a plain close would read as an empty but complete answer.
@@ -86,73 +134,44 @@ export function handleOutbound(
     client.destroy();
     return;
   }
-  const dstIp = plainIp(dst.address);
+  const dialed = { ip: plainIp(dst.address), port: dst.port };
   const srcPeer = peerOf(
     source.resource,
     plainIp(client.remoteAddress),
     deps.trustDomain,
     source.identity,
   );
-  const base = { direction: 'outbound' as const, source: srcPeer };
-  const record = (
-    destination: ConnectionRecord['destination'],
-    transport: string,
-    fields: Partial<ConnectionRecord>,
-  ) =>
-    deps.metrics.finish({
-      ...base,
-      destination,
-      transport,
-      sentBytes: 0,
-      receivedBytes: 0,
-      durationMs: performance.now() - started,
-      responseFlags: '-',
-      ...fields,
-    });
-
-  if (AGENT_PORT_SET.has(dst.port)) {
-    abortSide(client);
-    record({ ...emptyPeer(dstIp), port: dst.port, service: '' }, 'refused', {
-      responseFlags: 'DENY',
-      error: `calls to the agent's own port ${dst.port} are refused`,
-    });
-    return;
-  }
+  const outcome = new OutboundOutcome(deps.metrics, srcPeer);
   const state = deps.state();
-  const match = state.serviceAt(dstIp, dst.port);
-  if (match) {
-    void toService(
-      deps,
-      source,
-      client,
-      match.service,
-      match.port.targetPort ?? dst.port,
-      `${dstIp}:${dst.port}`,
-      started,
-      srcPeer,
-      { ip: dstIp, port: dst.port },
-    );
-    return;
+  const plan = planOutbound(state, { dst: dialed, source: source.resource });
+  carryOut(deps, source, client, outcome, plan, dialed);
+}
+
+function carryOut(
+  deps: OutboundDeps,
+  source: LocalWorkload,
+  client: Socket,
+  outcome: OutboundOutcome,
+  plan: OutboundPlan,
+  dialed: { ip: string; port: number },
+): void {
+  switch (plan.kind) {
+    case 'refuse':
+      refuse(deps, client, outcome, plan, dialed);
+      return;
+    case 'service':
+      void viaHbone(deps, source, client, outcome, serviceTargets(deps, plan), dialed);
+      return;
+    case 'workload':
+      void viaHbone(deps, source, client, outcome, [directTarget(deps, plan.workload, dialed)]);
+      return;
+    case 'waypoint':
+      void viaHbone(deps, source, client, outcome, waypointTargets(deps, plan, dialed), dialed);
+      return;
+    case 'passthrough':
+      void passthrough(deps, source, client, outcome, dialed, plan.workload);
+      return;
   }
-  const workload = state.workloadByIp(dstIp);
-  if (
-    workload &&
-    isEnrolled(
-      workload.metadata.labels ?? {},
-      state.namespaceLabels(workload.metadata.namespace ?? ''),
-    )
-  ) {
-    void viaHbone(
-      deps,
-      source,
-      client,
-      [{ ip: dstIp, port: dst.port, workload, service: undefined }],
-      started,
-      srcPeer,
-    );
-    return;
-  }
-  void passthrough(deps, source, client, dstIp, dst.port, workload, started, srcPeer);
 }
 
 /** The pending-connect slot of each client, released once its upstream is up (or it closes). */
@@ -160,52 +179,91 @@ const pendingSlots = new WeakMap<Socket, () => void>();
 const upstreamReady = (client: Socket) => pendingSlots.get(client)?.();
 
 const emptyPeer = (ip: string): Peer => ({ workload: '', namespace: '', principal: '', ip });
+const serviceName = (s: Service | undefined) =>
+  s ? `${s.metadata.name}.${s.metadata.namespace}` : '';
 
-async function toService(
+function refuse(
   deps: OutboundDeps,
-  source: LocalWorkload,
   client: Socket,
-  service: Service,
-  targetPort: number,
-  vip: string,
-  started: number,
-  srcPeer: Peer,
+  outcome: OutboundOutcome,
+  plan: Extract<OutboundPlan, { kind: 'refuse' }>,
   dialed: { ip: string; port: number },
-): Promise<void> {
-  const state = deps.state();
-  const key = { namespace: service.metadata.namespace ?? '', name: service.metadata.name };
-  const endpoints = state.endpoints(key).filter((w) => w.spec.addresses.length > 0);
+): void {
+  abortSide(client);
+  const destination = plan.workload
+    ? { ...peerOf(plan.workload, dialed.ip, deps.trustDomain), port: dialed.port }
+    : { ...emptyPeer(dialed.ip), port: dialed.port };
+  const transport = plan.reason === 'agent-port' ? 'refused' : 'hbone';
+  outcome.finish(
+    transport,
+    { ...destination, service: serviceName(plan.service) },
+    plan.flag,
+    undefined,
+    plan.message,
+  );
+}
+
+function directTarget(
+  deps: OutboundDeps,
+  workload: Workload,
+  at: { ip: string; port: number },
+  service?: Service,
+): Target {
+  const expected = workloadIdentity(workload, deps.trustDomain);
+  return {
+    tunnelIp: at.ip,
+    authority: at,
+    expectedIdentity: expected,
+    destination: {
+      ...peerOf(workload, at.ip, deps.trustDomain, expected),
+      port: at.port,
+      service: serviceName(service),
+    },
+    balanced: service !== undefined,
+  };
+}
+
+function serviceTargets(
+  deps: OutboundDeps,
+  plan: Extract<OutboundPlan, { kind: 'service' }>,
+): Target[] {
+  const { service, targetPort, endpoints } = plan;
   const byIp = new Map(endpoints.map((w) => [w.spec.addresses[0] ?? '', w]));
   const weights = new Map(endpoints.map((w) => [w.spec.addresses[0] ?? '', w.spec.weight ?? 1]));
   const order = deps.balancer.order(
-    `${key.namespace}/${key.name}`,
+    `${service.metadata.namespace}/${service.metadata.name}`,
     [...byIp.keys()],
     service.spec.loadBalancing?.mode,
     weights,
   );
-  const targets: Target[] = order
+  return order
     .slice(0, deps.maxAttempts)
-    .map((ip) => ({ ip, port: targetPort, workload: byIp.get(ip), service }));
-  if (targets.length === 0) {
-    abortSide(client);
-    deps.metrics.finish({
-      direction: 'outbound',
-      transport: 'hbone',
-      source: srcPeer,
+    .map((ip) => directTarget(deps, byIp.get(ip) as Workload, { ip, port: targetPort }, service));
+}
+
+/** Replicas in turn; each tunnel carries the dialed address for the waypoint to resolve. */
+function waypointTargets(
+  deps: OutboundDeps,
+  plan: Extract<OutboundPlan, { kind: 'waypoint' }>,
+  dialed: { ip: string; port: number },
+): Target[] {
+  const start = Math.floor(Math.random() * plan.replicas.length);
+  const rotated = [...plan.replicas.slice(start), ...plan.replicas.slice(0, start)];
+  return rotated.slice(0, deps.maxAttempts).map((replica) => {
+    const ip = replica.spec.addresses[0] ?? '';
+    const expected = workloadIdentity(replica, deps.trustDomain);
+    return {
+      tunnelIp: ip,
+      authority: dialed,
+      expectedIdentity: expected,
       destination: {
-        ...emptyPeer(vip),
-        port: targetPort,
-        service: `${service.metadata.name}.${key.namespace}`,
+        ...peerOf(replica, ip, deps.trustDomain, expected),
+        port: dialed.port,
+        service: serviceName(plan.service),
       },
-      sentBytes: 0,
-      receivedBytes: 0,
-      durationMs: performance.now() - started,
-      responseFlags: 'UH',
-      error: `service ${key.namespace}/${key.name} has no endpoints`,
-    });
-    return;
-  }
-  await viaHbone(deps, source, client, targets, started, srcPeer, dialed);
+      balanced: false,
+    };
+  });
 }
 
 /** Tries the targets in order until one tunnel opens; then splices. */
@@ -213,9 +271,8 @@ async function viaHbone(
   deps: OutboundDeps,
   source: LocalWorkload,
   client: Socket,
+  outcome: OutboundOutcome,
   targets: Target[],
-  started: number,
-  srcPeer: Peer,
   /** The service VIP:port the workload dialed, when a target stands for it. */
   dialed?: { ip: string; port: number },
 ): Promise<void> {
@@ -227,15 +284,7 @@ async function viaHbone(
       failures.push('the client closed the connection before a tunnel opened');
       break;
     }
-    const expected = target.workload ? workloadIdentity(target.workload, deps.trustDomain) : '';
-    const endpoint = `${target.ip}:${target.port}`;
-    const destination = {
-      ...peerOf(target.workload, target.ip, deps.trustDomain, expected),
-      port: target.port,
-      service: target.service
-        ? `${target.service.metadata.name}.${target.service.metadata.namespace}`
-        : '',
-    };
+    const endpoint = hostPort(target.tunnelIp, AGENT_PORTS.hbone);
     let tunnel: Duplex;
     try {
       await deps.warmIdentity(source.identity);
@@ -243,96 +292,75 @@ async function viaHbone(
         key: {
           sourceIdentity: source.identity,
           sourceNetns: source.netns,
-          expectedIdentity: expected,
-          destination: hostPort(target.ip, AGENT_PORTS.hbone),
+          expectedIdentity: target.expectedIdentity,
+          destination: endpoint,
         },
-        authority: hostPort(target.ip, target.port),
+        authority: hostPort(target.authority.ip, target.authority.port),
         headers: {
-          forwarded: `for="${hostPort(srcPeer.ip, client.remotePort ?? 0)}"`,
+          forwarded: `for="${hostPort(outcome.source.ip, client.remotePort ?? 0)}"`,
           baggage: `k8s.namespace.name=${source.ref.namespace},k8s.workload.name=${source.ref.name}`,
         },
       });
     } catch (err) {
       failures.push(`${endpoint}: ${describeError(err).split('\n')[0]}`);
-      if (target.service && deps.balancer.failed(target.ip)) {
+      if (target.balanced && deps.balancer.failed(target.tunnelIp)) {
         deps.logger.warn(
-          { endpoint, service: destination.service },
+          { endpoint, service: target.destination.service },
           'endpoint ejected after consecutive failures',
         );
       }
       continue;
     }
-    if (target.service) {
-      deps.balancer.succeeded(target.ip);
-      deps.balancer.opened(target.ip);
+    if (target.balanced) {
+      deps.balancer.succeeded(target.tunnelIp);
+      deps.balancer.opened(target.tunnelIp);
     }
     upstreamReady(client);
-    deps.metrics.opened({
-      direction: 'outbound',
-      transport: 'hbone',
-      source: srcPeer,
-      destination,
-      responseFlags: '-',
-    });
+    outcome.opened('hbone', target.destination);
     deps.connections.add({
       direction: 'outbound',
       path: 'hbone',
-      source: srcPeer,
+      source: outcome.source,
       sourcePort: client.remotePort,
-      destination,
+      destination: target.destination,
       dialed,
       socket: client,
       socketFaces: 'source',
     });
     void splice(client, tunnel).then((r) => {
       deps.connections.remove(client);
-      if (target.service) deps.balancer.closed(target.ip);
-      deps.metrics.finish({
-        direction: 'outbound',
-        transport: 'hbone',
-        source: srcPeer,
-        destination,
-        receivedBytes: r.bytesAtoB,
-        sentBytes: r.bytesBtoA,
-        durationMs: performance.now() - started,
-        responseFlags: '-',
-        error: r.error?.message,
-      });
+      if (target.balanced) deps.balancer.closed(target.tunnelIp);
+      outcome.finish(
+        'hbone',
+        target.destination,
+        '-',
+        { received: r.bytesAtoB, sent: r.bytesBtoA },
+        r.error?.message,
+      );
     });
     return;
   }
   const clientGone = client.destroyed;
   abortSide(client);
   const last = targets.at(-1);
-  deps.metrics.finish({
-    direction: 'outbound',
-    transport: 'hbone',
-    source: srcPeer,
-    destination: {
-      ...peerOf(last?.workload, last?.ip ?? '', deps.trustDomain),
-      port: last?.port ?? 0,
-      service: last?.service
-        ? `${last.service.metadata.name}.${last.service.metadata.namespace}`
-        : '',
-    },
-    sentBytes: 0,
-    receivedBytes: 0,
-    durationMs: performance.now() - started,
-    responseFlags: clientGone ? 'DC' : 'UF',
-    error: failures.join('; '),
-  });
+  outcome.finish(
+    'hbone',
+    last?.destination ?? { ...emptyPeer(''), port: 0, service: '' },
+    clientGone ? 'DC' : 'UF',
+    undefined,
+    failures.join('; '),
+  );
 }
 
 async function passthrough(
   deps: OutboundDeps,
   source: LocalWorkload,
   client: Socket,
-  ip: string,
-  port: number,
+  outcome: OutboundOutcome,
+  dialed: { ip: string; port: number },
   workload: Workload | undefined,
-  started: number,
-  srcPeer: Peer,
 ): Promise<void> {
+  const { ip, port } = dialed;
   const destination = {
     ...peerOf(workload, ip, deps.trustDomain, ''),
     principal: '',
@@ -353,31 +381,15 @@ async function passthrough(
     });
   } catch (err) {
     abortSide(client);
-    deps.metrics.finish({
-      direction: 'outbound',
-      transport: 'passthrough',
-      source: srcPeer,
-      destination,
-      sentBytes: 0,
-      receivedBytes: 0,
-      durationMs: performance.now() - started,
-      responseFlags: 'UF',
-      error: describeError(err).split('\n')[0],
-    });
+    outcome.finish('passthrough', destination, 'UF', undefined, describeError(err).split('\n')[0]);
     return;
   }
   upstreamReady(client);
-  deps.metrics.opened({
-    direction: 'outbound',
-    transport: 'passthrough',
-    source: srcPeer,
-    destination,
-    responseFlags: '-',
-  });
+  outcome.opened('passthrough', destination);
   deps.connections.add({
     direction: 'outbound',
     path: 'passthrough',
-    source: srcPeer,
+    source: outcome.source,
     sourcePort: client.remotePort,
     destination,
     socket: client,
@@ -385,17 +397,13 @@ async function passthrough(
   });
   void splice(client, upstream).then((r) => {
     deps.connections.remove(client);
-    deps.metrics.finish({
-      direction: 'outbound',
-      transport: 'passthrough',
-      source: srcPeer,
+    outcome.finish(
+      'passthrough',
       destination,
-      receivedBytes: r.bytesAtoB,
-      sentBytes: r.bytesBtoA,
-      durationMs: performance.now() - started,
-      responseFlags: '-',
-      error: r.error?.message,
-    });
+      '-',
+      { received: r.bytesAtoB, sent: r.bytesBtoA },
+      r.error?.message,
+    );
   });
 }
 

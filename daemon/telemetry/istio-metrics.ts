@@ -15,6 +15,14 @@ export interface Peer {
   ip: string;
 }
 
+/**
+ * Envoy's response flags, as Istio reports them: '-' none, 'UF' upstream connect failure, 'UH'
+ * no healthy upstream, 'DC' downstream disconnect, 'UC' upstream connection termination, 'NR' no
+ * route (an address or port this side does not serve), 'DENY'
+ * refused by policy (meshd's short form of Envoy's 'RBAC').
+ */
+export type ResponseFlag = '-' | 'UF' | 'UH' | 'DC' | 'UC' | 'NR' | 'DENY';
+
 export interface ConnectionRecord {
   direction: 'outbound' | 'inbound';
   /** hbone | plaintext | passthrough */
@@ -24,8 +32,7 @@ export interface ConnectionRecord {
   sentBytes: number;
   receivedBytes: number;
   durationMs: number;
-  /** Istio-style response flag: '-' ok, 'UF' upstream failure, 'UH' no healthy upstream, 'DENY' ... */
-  responseFlags: string;
+  responseFlags: ResponseFlag;
   error?: string;
   policy?: string;
 }
