@@ -335,5 +335,61 @@ export const agentSpec: Spec<AgentConfig> = {
   threads: { env: 'AGENT_THREADS', parse: parse.int(1, 64), default: 1 },
 };
 
+export interface WaypointConfig {
+  /** The Waypoint this process is a replica of. */
+  waypoint: { namespace: string; name: string };
+  /** This replica's Workload name; default `<waypoint>-<address with dashes>`. */
+  replica: string | undefined;
+  /** The address it serves HBONE on and registers; default the first non-loopback IPv4. */
+  address: string | undefined;
+  /** The local agent's unix socket (its CNI socket): registration and certificates. */
+  agentSocket: string;
+  connectTimeoutMs: number;
+  /** On SIGTERM: how long requests in flight may take after the agents stop sending. */
+  drainTimeoutMs: number;
+  /** Certificate lifetime requested; renewed at half of it. */
+  certTtlMs: number;
+  adminPort: number;
+  metricsPort: number;
+  readinessPort: number;
+  logLevel: LogLevel;
+}
+
+function namespacedName(raw: string): { namespace: string; name: string } {
+  const [namespace, name, more] = raw.split('/');
+  if (!namespace || !name || more !== undefined) {
+    throw new Error('must be <namespace>/<name>, like shop/waypoint');
+  }
+  return { namespace: parse.dnsLabel(namespace), name: parse.dnsLabel(name) };
+}
+
+export const waypointSpec: Spec<WaypointConfig> = {
+  waypoint: { env: 'WAYPOINT', parse: namespacedName },
+  replica: { env: 'WAYPOINT_REPLICA', parse: parse.dnsLabel, optional: true },
+  address: { env: 'WAYPOINT_ADDRESS', parse: parse.string, optional: true },
+  agentSocket: { env: 'AGENT_SOCKET', parse: parse.string, default: '/run/meshd/cni.sock' },
+  connectTimeoutMs: {
+    env: 'CONNECT_TIMEOUT',
+    parse: parse.durationBetween(100, 120_000),
+    default: 5_000,
+  },
+  drainTimeoutMs: {
+    env: 'DRAIN_TIMEOUT',
+    parse: parse.durationBetween(0, 600_000),
+    default: 5_000,
+  },
+  certTtlMs: {
+    env: 'CERT_TTL',
+    parse: parse.durationBetween(5_000, 90 * DAY_MS),
+    default: DAY_MS,
+  },
+  adminPort: { env: 'ADMIN_PORT', parse: parse.port, default: 15000 },
+  metricsPort: { env: 'METRICS_PORT', parse: parse.port, default: 15020 },
+  readinessPort: { env: 'READINESS_PORT', parse: parse.port, default: 15021 },
+  logLevel: { env: 'LOG_LEVEL', parse: logLevel, default: 'info' },
+};
+
+export const loadWaypointConfig = (env: Env): Readonly<WaypointConfig> =>
+  readConfig(waypointSpec, env);
 export const loadAgentConfig = (env: Env): Readonly<AgentConfig> => readConfig(agentSpec, env);
 export const loadServerConfig = (env: Env): Readonly<ServerConfig> => readConfig(serverSpec, env);

@@ -51,6 +51,8 @@ export const ERROR_CODES = {
     'a watch asked for revisions the store has compacted away; list again, watch from there',
   MESHD_E_AGENT_ADMIN:
     "an agent's admin endpoint could not be reached or read, or a saved dump of it is not one",
+  MESHD_E_AGENT:
+    "a waypoint could not register with, or get its certificate through, its host's agent",
   MESHD_E_THREAD:
     "one of the agent's extra data-path threads (MESHD_AGENT_THREADS) failed to start or stopped",
 } as const;

@@ -5,7 +5,9 @@ import {
   type Env,
   loadAgentConfig,
   loadServerConfig,
+  loadWaypointConfig,
   type ServerConfig,
+  type WaypointConfig,
 } from './config.js';
 import { describeError, MeshdError } from './errors.js';
 import { assertSupportedRuntime } from './runtime.js';
@@ -76,6 +78,15 @@ async function startAgentRole(config: Readonly<AgentConfig>): Promise<void> {
   await runAgent(config, logger);
 }
 
+async function startWaypointRole(config: Readonly<WaypointConfig>): Promise<void> {
+  const { runWaypoint } = await import('./waypoint/index.js');
+  const logger = createJsonLogger({
+    level: config.logLevel,
+    base: { role: 'waypoint', waypoint: `${config.waypoint.namespace}/${config.waypoint.name}` },
+  });
+  await runWaypoint(config, logger);
+}
+
 async function main(): Promise<void> {
   assertSupportedRuntime();
   const program = new Command('meshd').description('meshd node proxy, control plane and waypoint');
@@ -95,8 +106,8 @@ async function main(): Promise<void> {
     ),
   );
   program.addCommand(
-    roleCommand('waypoint', 'planned after the node proxy (DESIGN §13)').description(
-      'the L7 proxy',
+    roleCommand('waypoint', '', loadWaypointConfig, startWaypointRole).description(
+      'the L7 proxy: one replica of a Waypoint (MESHD_WAYPOINT=<namespace>/<name>)',
     ),
   );
   await program.parseAsync(process.argv);

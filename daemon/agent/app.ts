@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
 import type { AgentConfig, LogLevel } from '../config.js';
 import { StateSync } from '../discovery/index.js';
+import { waypointRoutes } from './waypoint-endpoint.js';
 import { MeshdError } from '../errors.js';
 import type { CertificateStatus } from '../identity/index.js';
 import { trimMallocArenas } from '../net/index.js';
@@ -298,6 +299,18 @@ export async function startAgent(
     identity.close();
     throw err;
   }
+  cni.addRoutes(
+    waypointRoutes({
+      node: config.nodeName,
+      trustDomain: config.trustDomain,
+      servers,
+      state: () => sync.state,
+      apply: (w) => cni.applyWorkload(w),
+      remove: (ns, name) => cni.deleteWorkload(ns, name),
+      signCsr: (csr) => identity.signCsr(csr),
+      roots: () => identity.roots,
+    }),
+  );
   let stopping = false;
   const endpoints: HttpEndpoint[] = [];
   try {

@@ -72,9 +72,13 @@ class CniFailure extends Error {
 
 const MAX_BODY = 64 * 1024;
 
+/** Further JSON POST routes on the same socket (the waypoint's, see waypoint-endpoint.ts). */
+export type LocalRoutes = Record<string, (body: unknown) => Promise<unknown>>;
+
 export class CniEndpoint {
   readonly #options: CniEndpointOptions;
   readonly #server: Server;
+  #routes: LocalRoutes = {};
 
   private constructor(options: CniEndpointOptions) {
     this.#options = options;
@@ -105,6 +109,33 @@ export class CniEndpoint {
     return endpoint;
   }
 
+  addRoutes(routes: LocalRoutes): void {
+    this.#routes = { ...this.#routes, ...routes };
+  }
+
+  /** Registers a Workload of this node and waits until the local state has it. */
+  async applyWorkload(workload: Workload): Promise<void> {
+    const { revision } = await this.#registry((c) =>
+      c.apply({ resources: [JSON.stringify(workload)], dryRun: false }),
+    );
+    const deadline = Date.now() + this.#options.captureTimeoutMs;
+    if (!(await until(() => this.#options.sync.state.revision >= revision, deadline))) {
+      throw new CniFailure(
+        503,
+        CNI.tryAgainLater,
+        `the registry took the change (revision ${revision}) but it did not reach this agent within ${this.#options.captureTimeoutMs} ms`,
+      );
+    }
+  }
+
+  /** Deletes a Workload of this node; one already gone is fine. */
+  async deleteWorkload(namespace: string, name: string): Promise<void> {
+    await this.#del(
+      { command: 'DEL', containerId: '-', netns: '', namespace, name },
+      `${namespace}/${name}`,
+    );
+  }
+
   async close(): Promise<void> {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections();
@@ -119,6 +150,11 @@ export class CniEndpoint {
     try {
       if (req.method === 'GET' && req.url === '/v1/status') {
         reply(200, { ready: this.#options.sync.source !== 'empty' });
+        return;
+      }
+      const route = req.method === 'POST' ? this.#routes[req.url ?? ''] : undefined;
+      if (route) {
+        await this.#local(route, req, res);
         return;
       }
       if (req.method !== 'POST' || req.url !== '/v1/cni')
@@ -138,6 +174,25 @@ export class CniEndpoint {
         details: failure.details,
       });
     }
+  }
+
+  async #local(
+    route: LocalRoutes[string],
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<void> {
+    let status = 200;
+    let body: unknown;
+    try {
+      body = await route(JSON.parse(await readBody(req)));
+    } catch (err) {
+      status = (err as { httpStatus?: number }).httpStatus ?? 500;
+      const message = err instanceof SyntaxError ? 'the request body is not JSON' : describeError(err).split('\n')[0];
+      body = { msg: message };
+      this.#options.logger.warn({ path: req.url, status, msg: message }, 'local request failed');
+    }
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
   }
 
   async #run(request: CniRequest): Promise<{ captured: boolean; workload: string }> {

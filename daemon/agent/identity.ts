@@ -94,6 +94,18 @@ export class AgentIdentity {
     return this.#workloads.get(identity);
   }
 
+  /**
+   * Signs a CSR made elsewhere on this node (a waypoint's: its key never leaves it) as this
+   * node; the server checks the identity belongs to a workload registered here.
+   */
+  async signCsr(csrDer: Uint8Array, ttlSeconds?: number): Promise<string[]> {
+    const { certChain } = await this.#client.createCertificate({
+      csr: Buffer.from(csrDer),
+      ttlSeconds: ttlSeconds ?? this.#options.workloadTtlSeconds,
+    });
+    return certChain;
+  }
+
   forget(identity: string): void {
     this.#workloads.forget(identity);
   }

@@ -71,7 +71,20 @@ export type ConnectDecision =
       /** Called once both directions are closed (bytes, duration, error: the access log). */
       onClose?: (result: SpliceResult) => void;
     }
+  | {
+      status: 200;
+      /**
+       * Takes the tunnel itself once the 200 is sent (the waypoint's L7 proxy reads the
+       * client's bytes from it): the server neither splices nor records it.
+       */
+      serve: (stream: ServerHttp2Stream) => void;
+    }
   | { status: 400 | 401 | 503; reason: string };
+
+/** Lets go of what an accepted decision holds when its stream can no longer be answered. */
+function discard(decision: ConnectDecision): void {
+  if (decision.status === 200 && 'upstream' in decision) decision.upstream.destroy();
+}
 
 export type HboneRejectReason =
   | TlsRejectReason
@@ -615,12 +628,16 @@ export class HboneServer {
     }
     if (stream.destroyed || stream.closed) {
       // Cancelled while the agent decided or connected: the connect was aborted with it.
-      if (decision.status === 200) decision.upstream.destroy();
+      discard(decision);
       this.#cancelled(state);
       return;
     }
     if (decision.status !== 200) {
       this.#respond(stream, DECISION_STATUSES.has(decision.status) ? decision.status : 503, true);
+      return;
+    }
+    if ('serve' in decision) {
+      if (this.#respond(stream, 200, false)) decision.serve(stream);
       return;
     }
     const { upstream, onClose } = decision;
@@ -697,7 +714,7 @@ export class HboneServer {
     if (winner.status !== 200) {
       // Whatever onConnect still produces goes nowhere.
       void decided.then((late) => {
-        if (late !== winner && late.status === 200) late.upstream.destroy();
+        if (late !== winner) discard(late);
       });
     }
     return winner;

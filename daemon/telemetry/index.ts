@@ -29,3 +29,4 @@ export {
   type Logger,
   silentLogger,
 } from './logger.js';
+export * from './request-metrics.js';

@@ -1,0 +1,99 @@
+/**
+ * Where a tunnel the waypoint accepted is going, pure: the CONNECT's `:authority` names a
+ * Service VIP:port or a workload's IP:port, and only traffic bound to this waypoint is served
+ * (the waypoint is never an open relay into the mesh).
+ */
+import type {
+  AppProtocol as PortProtocol,
+  MeshState,
+  NamespacedName,
+  Service,
+  Workload,
+} from '../model/index.js';
+import type { AppProtocol, Endpoint } from './l7/index.js';
+
+export type WaypointDestination =
+  | {
+      kind: 'service';
+      service: Service;
+      /** The Service port's protocol, lower case; undefined: detect. */
+      protocol: AppProtocol;
+      targetPort: number;
+    }
+  | { kind: 'workload'; workload: Workload; port: number }
+  | { kind: 'refuse'; reason: string };
+
+const PROTOCOLS: Record<PortProtocol, AppProtocol> = {
+  HTTP: 'http',
+  HTTP2: 'http2',
+  GRPC: 'grpc',
+  TCP: 'tcp',
+};
+
+const sameWaypoint = (a: NamespacedName | undefined, b: NamespacedName) =>
+  a !== undefined && a.namespace === b.namespace && a.name === b.name;
+
+const refOf = (r: { metadata: { namespace?: string | undefined; name: string } }) => ({
+  namespace: r.metadata.namespace ?? '',
+  name: r.metadata.name,
+});
+
+export function resolveDestination(
+  state: MeshState,
+  waypoint: NamespacedName,
+  authority: { ip: string; port: number },
+): WaypointDestination {
+  const here = `${waypoint.namespace}/${waypoint.name}`;
+  const match = state.serviceAt(authority.ip, authority.port);
+  if (match) {
+    const ref = refOf(match.service);
+    if (!sameWaypoint(state.waypointForService(ref), waypoint)) {
+      return {
+        kind: 'refuse',
+        reason: `service ${ref.namespace}/${ref.name} is not bound to waypoint ${here}`,
+      };
+    }
+    const { protocol } = match.port;
+    return {
+      kind: 'service',
+      service: match.service,
+      protocol: protocol ? PROTOCOLS[protocol] : undefined,
+      targetPort: match.port.targetPort ?? authority.port,
+    };
+  }
+  const workload = state.workloadByIp(authority.ip);
+  if (workload) {
+    const ref = refOf(workload);
+    if (!sameWaypoint(state.waypointForWorkload(ref), waypoint)) {
+      return {
+        kind: 'refuse',
+        reason: `workload ${ref.namespace}/${ref.name} is not bound to waypoint ${here}`,
+      };
+    }
+    return { kind: 'workload', workload, port: authority.port };
+  }
+  return {
+    kind: 'refuse',
+    reason: `${authority.ip}:${authority.port} is neither a service nor a workload of the mesh`,
+  };
+}
+
+/** The endpoints a request may go to now: the service's workloads with an address. */
+export function endpointsOf(
+  state: MeshState,
+  destination: Extract<WaypointDestination, { kind: 'service' | 'workload' }>,
+): Endpoint[] {
+  if (destination.kind === 'workload') {
+    const { workload, port } = destination;
+    const ip = workload.spec.addresses[0] ?? '';
+    return [{ ip, port, id: `${workload.metadata.namespace}/${workload.metadata.name}` }];
+  }
+  return state
+    .endpoints(refOf(destination.service))
+    .filter((w) => w.spec.addresses.length > 0)
+    .map((w) => ({
+      ip: w.spec.addresses[0] ?? '',
+      port: destination.targetPort,
+      id: `${w.metadata.namespace}/${w.metadata.name}`,
+    }));
+}
