@@ -20,6 +20,7 @@ export {
   clientErrorStatus,
   DENIED_TEXT,
   deniedReply,
+  grpcMessage,
   type LocalReply,
   upstreamFailureReply,
 } from './replies.js';

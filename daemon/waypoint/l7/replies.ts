@@ -28,13 +28,25 @@ function plain(status: number, body: string): LocalReply {
   };
 }
 
+/** gRPC's percent-encoding of grpc-message: '%' and bytes outside 0x20–0x7E only. */
+export function grpcMessage(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    out +=
+      byte < 0x20 || byte > 0x7e || byte === 0x25
+        ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+        : String.fromCharCode(byte);
+  }
+  return out;
+}
+
 function grpcTrailersOnly(grpcStatus: number, message: string): LocalReply {
   return {
     status: 200,
     headers: {
       'content-type': 'application/grpc',
       'grpc-status': String(grpcStatus),
-      'grpc-message': encodeURIComponent(message).replace(/%20/g, ' '),
+      'grpc-message': grpcMessage(message),
     },
     body: '',
     grpcStatus,
