@@ -39,7 +39,8 @@ import type { Endpoint, L7LogCode, RequestRecord, RequestView, ResponseFlag } fr
 
 const kTunnel = Symbol('meshd.l7.tunnel');
 const kUsed = Symbol('meshd.l7.used');
-type Conn = Duplex & { [kTunnel]?: Tunnel; [kUsed]?: boolean };
+const kCurrent = Symbol('meshd.l7.current');
+type Conn = Duplex & { [kTunnel]?: Tunnel; [kUsed]?: boolean; [kCurrent]?: H1Exchange | undefined };
 
 /** The request option that carries a connection opened for the request into createConnection. */
 interface PreconnectedOptions extends RequestOptions {
@@ -130,6 +131,8 @@ class H1Exchange {
   responseBytes = 0;
   retried = false;
   closed = false;
+  /** The status recorded when the answer was not made through `res` (bad input). */
+  badInputStatus = 0;
 
   constructor(proxy: Http1Proxy, tunnel: Tunnel, req: IncomingMessage, res: ServerResponse) {
     this.proxy = proxy;
@@ -195,7 +198,7 @@ class H1Exchange {
   };
 
   readonly onUpError = (err: NodeJS.ErrnoException): void => {
-    if (this.closed) return;
+    if (this.closed || this.flag === 'DPE') return; // closed, or cut for bad input
     if (this.upRes !== undefined) {
       if (this.flag === '-') this.flag = 'UC';
       this.res.destroy();
@@ -259,7 +262,7 @@ class H1Exchange {
       method: view?.method,
       authority: view?.authority,
       path: view?.path,
-      status: this.res.headersSent ? this.res.statusCode : 0,
+      status: this.badInputStatus || (this.res.headersSent ? this.res.statusCode : 0),
       grpcStatus: this.grpcStatus,
       durationMs: performance.now() - this.started,
       requestBytes: this.requestBytes,
@@ -342,6 +345,7 @@ export class Http1Proxy {
     }
     const core = this.core;
     const ex = new H1Exchange(this, tunnel, req, res);
+    (req.socket as Conn)[kCurrent] = ex;
     tunnel.active++;
     core.counters.requestsActive++;
     core.counters.requestsTotal++;
@@ -421,6 +425,8 @@ export class Http1Proxy {
     const core = this.core;
     if (ex.endpoint !== undefined) core.load.dec(ex.endpoint.id);
     const tunnel = ex.tunnel;
+    const conn = tunnel.stream as Conn;
+    if (conn[kCurrent] === ex) conn[kCurrent] = undefined;
     tunnel.active--;
     core.counters.requestsActive--;
     core.record(ex.record());
@@ -441,6 +447,10 @@ export class Http1Proxy {
     const status = clientErrorStatus(err.code);
     const core = this.core;
     core.counters.badRequests++;
+    // Bad input inside a request already under way (a malformed chunk of its body): that
+    // request is the one answered and recorded, its upstream exchange is cut.
+    const ex = (socket as Conn)[kCurrent];
+    const answered = ex !== undefined && !ex.closed && ex.res.headersSent;
     const code: L7LogCode =
       status === 431
         ? 'l7.header-overflow'
@@ -457,9 +467,17 @@ export class Http1Proxy {
         reason: err.code,
       },
     );
-    socket.end(clientErrorResponse(status));
+    if (answered) socket.destroy();
+    else socket.end(clientErrorResponse(status));
     // A client that does not close its side after our answer is cut a moment later.
     setTimeout(destroyStream, 1_000, socket).unref();
+    if (ex !== undefined && !ex.closed) {
+      ex.flag = 'DPE';
+      if (!answered) ex.badInputStatus = status;
+      ex.abort?.abort();
+      ex.upReq?.destroy();
+      return; // recorded when its response closes
+    }
     core.record({
       ctx: tunnel.ctx,
       protocol: 'HTTP/1.1',
