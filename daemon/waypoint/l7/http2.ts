@@ -278,8 +278,10 @@ export class Http2Proxy {
       `more than ${this.core.limits.cancelledStreamBurst} streams cancelled before their answer; GOAWAY`,
       { source: tunnel.ctx.sourcePrincipal ?? tunnel.ctx.sourceIp },
     );
-    session.goaway(h2.NGHTTP2_ENHANCE_YOUR_CALM);
-    session.destroy(undefined, h2.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy(
+      new Error('rapid reset: too many streams cancelled before their answer'),
+      h2.NGHTTP2_ENHANCE_YOUR_CALM,
+    );
   }
 
   #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number): void {
@@ -315,6 +317,19 @@ export class Http2Proxy {
     ex.requestId = typeof rid === 'string' ? rid : undefined;
     const tp = headers.traceparent;
     ex.traceId = traceIdOf(typeof tp === 'string' ? tp : undefined);
+    // A stream reset in the same read as its HEADERS (rapid reset) shows as closed one turn
+    // later: it never reaches policy or an upstream, only the cancel budget and its record.
+    setImmediate(startExchange, this, ex);
+  }
+
+  start(ex: H2Exchange): void {
+    const { stream, tunnel, view } = ex;
+    const core = this.core;
+    if (ex.closed || stream.closed || stream.destroyed || view === undefined) {
+      if (ex.flag === '-') ex.flag = 'DC';
+      return;
+    }
+    const method = view.method;
     const verdict = core.authorize(view, tunnel.ctx);
     if (!verdict.allowed) {
       core.counters.denied++;
@@ -453,6 +468,10 @@ export class Http2Proxy {
     this.#upstream.clear();
     this.#server.close(noop);
   }
+}
+
+function startExchange(proxy: Http2Proxy, ex: H2Exchange): void {
+  proxy.start(ex);
 }
 
 function destroyStream(s: Duplex): void {

@@ -30,8 +30,19 @@ export function forward(from: Readable, to: Writable, count: (n: number) => void
   const passEnd = () => {
     if (!to.destroyed && !to.writableEnded) to.end();
   };
-  if (from.readableEnded) passEnd();
-  else from.once('end', passEnd);
+  // An HTTP/2 stream reset by its peer can end its readable half a moment before it reports
+  // the reset (Node's close(code) sends END_STREAM, then RST_STREAM, and both arrive in one
+  // read): one turn later the reset is known, and it must not pass on as a clean end.
+  const onEnd =
+    'rstCode' in from
+      ? () =>
+          setImmediate(() => {
+            const code = (from as unknown as { rstCode: number | undefined }).rstCode;
+            if (code === undefined || code === 0) passEnd();
+          })
+      : passEnd;
+  if (from.readableEnded) onEnd();
+  else from.once('end', onEnd);
 }
 
 function endedCleanly(side: Duplex): boolean {
