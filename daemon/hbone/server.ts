@@ -34,8 +34,9 @@ import { TokenBucket } from './token-bucket.js';
 import { type Http2Tuning, http2Settings, openConnectionWindow, resolveTuning } from './tuning.js';
 
 export interface PeerIdentity {
-  spiffeId: SpiffeId;
-  certificate: X509Certificate;
+  readonly spiffeId: SpiffeId;
+  /** Parsed on first use (tls.ts, ClientIdentity). */
+  readonly certificate: X509Certificate;
 }
 
 export interface Endpoint {
@@ -335,8 +336,7 @@ export class HboneServer {
             accepted.socket.destroy();
             return;
           }
-          const { spiffeId, certificate } = accepted;
-          this.#startSession(accepted.socket, { spiffeId, certificate }, remote, socket);
+          this.#startSession(accepted.socket, accepted.peer, remote, socket);
         },
         (err: unknown) => {
           this.#handshaking.delete(socket);

@@ -13,7 +13,13 @@ import {
   TLSSocket,
   connect as tlsConnect,
 } from 'node:tls';
-import { classify, parseSpiffeId, type SpiffeId, spiffeIdOfPeer } from '../identity/index.js';
+import {
+  checkSvidConformance,
+  classify,
+  parseSpiffeId,
+  type SpiffeId,
+  spiffeIdOfPeer,
+} from '../identity/index.js';
 import { HboneError } from './errors.js';
 
 export const HBONE_ALPN = 'h2';
@@ -136,10 +142,45 @@ function readFirstRecord(
   raw.on('data', onData);
 }
 
+/**
+ * The client of an accepted connection: its SPIFFE ID, and its certificate, parsed only when
+ * something asks for it (nothing on the data path does).
+ */
+export class ClientIdentity {
+  readonly spiffeId: SpiffeId;
+  /** The client's leaf certificate, DER. */
+  readonly certificateDer: Buffer;
+  #certificate: X509Certificate | undefined;
+
+  constructor(spiffeId: SpiffeId, certificateDer: Buffer) {
+    this.spiffeId = spiffeId;
+    this.certificateDer = certificateDer;
+  }
+
+  get certificate(): X509Certificate {
+    this.#certificate ??= new X509Certificate(this.certificateDer);
+    return this.#certificate;
+  }
+}
+
 export interface AcceptedTls {
   socket: TLSSocket;
   spiffeId: SpiffeId;
-  certificate: X509Certificate;
+  peer: ClientIdentity;
+}
+
+/**
+ * The DER of the client's leaf certificate, or undefined if it sent none. Not through
+ * getPeerX509Certificate(): on the server side of a client that sends its chain (an SVID and
+ * its intermediate), Node 24 leaves one parsed copy of the intermediate behind per call, ~5 KiB
+ * in ~40 small allocations that outlive the connection: after a burst of HBONE handshakes
+ * they are spread over the whole of glibc's heap and keep ~10 MiB of its pages resident that
+ * malloc_trim cannot give back (docs/benchmarks.md, "Agent memory"). getPeerCertificate() costs
+ * ~0.1 ms more per handshake (a few % of one; nothing per stream).
+ */
+function clientCertificateDer(tls: TLSSocket): Buffer | undefined {
+  const raw = (tls.getPeerCertificate() as Partial<PeerCertificate> | null)?.raw;
+  return raw && raw.length > 0 ? raw : undefined;
 }
 
 export interface AcceptTlsOptions {
@@ -270,14 +311,14 @@ export function acceptTls(raw: Socket, options: AcceptTlsOptions): Promise<Accep
             fail(new TlsRejection('alpn', `ALPN ${String(tls.alpnProtocol)} is not h2`));
             return;
           }
-          const certificate = tls.getPeerX509Certificate();
-          if (!certificate) {
+          const der = clientCertificateDer(tls);
+          if (!der) {
             fail(new TlsRejection('no-client-certificate', 'the client sent no certificate'));
             return;
           }
           let spiffeId: SpiffeId;
           try {
-            spiffeId = spiffeIdOfPeer(certificate, options.trustDomain);
+            spiffeId = checkSvidConformance(der, options.trustDomain);
           } catch (err) {
             fail(new TlsRejection('invalid-svid', (err as Error).message, err));
             return;
@@ -294,7 +335,7 @@ export function acceptTls(raw: Socket, options: AcceptTlsOptions): Promise<Accep
           tls.off('error', onError);
           tls.off('close', onClose);
           tls.on('error', ignore); // from here on the HTTP/2 session handles socket errors
-          resolve({ socket: tls, spiffeId, certificate });
+          resolve({ socket: tls, spiffeId, peer: new ClientIdentity(spiffeId, der) });
         });
       },
       fail,

@@ -7,12 +7,13 @@ import { Lab } from '../../ctl/lab/index.js';
 import { type BurstResult, measureBurst } from '../support/memory-burst.js';
 
 /**
- * RSS 30 s after the burst over idle. Measured with `npm run bench:memory -- --burst 10000`:
- * 1.62–1.65 before the change, after it 1.01–1.07 (n1, outbound) and 1.07–1.18 (n2, inbound:
- * ~12 MiB of glibc's main arena that neither the trimmer nor closing the connections gives
- * back, docs/benchmarks.md). The bound keeps a few MiB of margin for a shared machine.
+ * RSS 30 s after the burst over idle: the target of issue 16. Measured with this test and
+ * `npm run bench:memory -- --burst 10000`: 1.62–1.65 before the trimmer and pool changes, then
+ * 1.01–1.08 (n1, outbound) and 1.17–1.18 (n2, inbound, until the HBONE server stopped calling
+ * getPeerX509Certificate, which leaked the client's intermediate per handshake), now 1.06–1.08
+ * for both on a loaded shared machine (docs/benchmarks.md, "Memory after a burst").
  */
-const MAX_RATIO_AT_30S = 1.25;
+const MAX_RATIO_AT_30S = 1.1;
 let lab: Lab;
 
 before(async () => {
@@ -29,7 +30,7 @@ after(() => {
   assert.deepEqual(problems, [], 'lab teardown');
 });
 
-test('30 s after 10,000 connections close, both agents are back near their idle RSS', async () => {
+test('30 s after 10,000 connections close, both agents are back near their idle RSS', async (t) => {
   // 15 s idle: the start-up trim (one 10 s quiet window) has run before idle is read.
   const result: BurstResult = await measureBurst(lab, {
     connections: 10_000,
@@ -41,6 +42,7 @@ test('30 s after 10,000 connections close, both agents are back near their idle 
   for (const agent of result.agents) {
     const at30 = agent.afterMiB.at(-1) ?? Number.NaN;
     const figures = `${agent.node}: idle ${agent.idleMiB}, peak ${agent.peakMiB}, +30 s ${at30} MiB`;
+    t.diagnostic(`${figures} (${(at30 / agent.idleMiB).toFixed(3)} of idle)`);
     assert.ok(agent.peakMiB > agent.idleMiB + 50, `the burst grew the agent (${figures})`);
     assert.ok(agent.trims.length > 0, `the trimmer ran (${figures})`);
     assert.ok(at30 <= agent.idleMiB * MAX_RATIO_AT_30S, `memory given back (${figures})`);

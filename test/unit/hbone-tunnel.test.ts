@@ -2,11 +2,11 @@
 // to plain TCP upstreams. Bytes, half-close, identities, headers, statuses, pooling, idle
 // close and GOAWAY behave as DESIGN §3/§4 promise.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, type TestContext, test } from 'node:test';
-import type { SecureContext, TLSSocket } from 'node:tls';
+import { type SecureContext, TLSSocket } from 'node:tls';
 import {
   abortSide,
   type ConnectDecision,
@@ -32,6 +32,8 @@ const CLIENT_ID = 'spiffe://cluster.local/ns/shop/sa/web';
 let ca: TestCa;
 let serverCtx: SecureContext;
 let clientCtx: SecureContext;
+/** The client SVID's leaf, DER (its chain also carries the intermediate). */
+let clientLeafDer: Buffer;
 
 before(async () => {
   ca = await makeTestCa(TD);
@@ -42,6 +44,7 @@ before(async () => {
     keyPem: server.keyPem,
     rootsPem: ca.rootPem,
   });
+  clientLeafDer = new X509Certificate(client.chainPem).raw;
   clientCtx = hboneSecureContext({
     certChainPem: client.chainPem,
     keyPem: client.keyPem,
@@ -194,6 +197,26 @@ after(() => {
 });
 
 // ---- data path -----------------------------------------------------------------------------
+
+test('the server reads the client certificate without getPeerX509Certificate, parsed on demand', async (t) => {
+  // Node 24's getPeerX509Certificate() leaves a parsed copy of the client's intermediate behind
+  // per call (server side, a client sending its chain): ~5 KiB per HBONE handshake, for good.
+  t.mock.method(TLSSocket.prototype, 'getPeerX509Certificate', () => {
+    throw new Error('getPeerX509Certificate leaks the peer chain on the server side');
+  });
+  const defer = cleanups(t);
+  const upstream = await tcpServer(defer, echo);
+  const { port, requests } = await hboneServer(defer, { upstreamPort: upstream.port });
+  const pool = hbonePool(defer);
+  const tunnel = await pool.connect({ key: keyFor(port), authority: `127.0.0.1:${upstream.port}` });
+  tunnel.end('ping');
+  assert.equal((await collect(tunnel)).toString(), 'ping');
+  const peer = requests[0]?.peer;
+  assert.ok(peer);
+  assert.equal(peer.spiffeId, CLIENT_ID);
+  assert.ok(peer.certificate.raw.equals(clientLeafDer), 'the leaf, not the intermediate');
+  assert.equal(peer.certificate, peer.certificate, 'parsed once');
+});
 
 test('round trip; the server sees the client SPIFFE ID, no SNI and the request headers', async (t) => {
   const defer = cleanups(t);
