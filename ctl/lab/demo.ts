@@ -5,7 +5,9 @@
  *                                                          └──▶ redis (Service 10.96.0.30:6379)
  *
  * Policies let only frontend call backend and only backend call redis, so `client ▶ backend`
- * is the denied call to try. The manifests are written beside the lab's state for the reader.
+ * is the denied call to try. frontend sits behind the waypoint `demo/waypoint` (a `meshd
+ * waypoint` on node 3), whose L7 policy lets everyone GET and nobody POST. The manifests are
+ * written beside the lab's state for the reader.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +15,7 @@ import { MeshdError } from '../../daemon/errors.js';
 import { packageRoot } from '../../daemon/paths.js';
 import type { Progress } from './build.js';
 import type { Lab } from './lab.js';
-import { DEMO_NAMESPACE, meshctlInLab, startDetached } from './mesh.js';
+import { cniSocket, DEMO_NAMESPACE, meshctlInLab, startDetached } from './mesh.js';
 import type { AppPlacement } from './plan.js';
 import { labDir } from './state.js';
 
@@ -30,14 +32,25 @@ export const DEMO_APPS: readonly AppPlacement[] = [
   app('backend-v1', 2, { app: 'backend', version: 'v1' }, 'backend'),
   app('redis', 2, { app: 'redis' }, 'redis'),
   app('backend-v2', 3, { app: 'backend', version: 'v2' }, 'backend'),
+  // A waypoint replica is never captured: it speaks HBONE itself.
+  app('waypoint', 3, { 'meshd.io/dataplane-mode': 'none' }, 'waypoint'),
 ];
+
+export const DEMO_WAYPOINT = 'waypoint';
 
 export const DEMO_VIPS = { frontend: '10.96.0.10', backend: '10.96.0.20', redis: '10.96.0.30' };
 
-const service = (name: string, vip: string, port: number, targetPort: number, protocol: string) =>
+const service = (
+  name: string,
+  vip: string,
+  port: number,
+  targetPort: number,
+  protocol: string,
+  waypoint?: string,
+) =>
   `apiVersion: meshd.io/v1alpha1
 kind: Service
-metadata: { name: ${name}, namespace: ${DEMO_NAMESPACE} }
+metadata: { name: ${name}, namespace: ${DEMO_NAMESPACE}${waypoint ? `, labels: { meshd.io/use-waypoint: ${waypoint} }` : ''} }
 spec:
   addresses: [${vip}]
   ports: [{ name: ${protocol.toLowerCase()}, port: ${port}, targetPort: ${targetPort}, protocol: ${protocol} }]
@@ -56,9 +69,25 @@ spec:
       to: [{ operation: { ports: [${port}] } }]
 `;
 
+const waypointManifests = `apiVersion: meshd.io/v1alpha1
+kind: Waypoint
+metadata: { name: ${DEMO_WAYPOINT}, namespace: ${DEMO_NAMESPACE} }
+spec: { trafficType: service }
+---
+apiVersion: meshd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: frontend-read-only, namespace: ${DEMO_NAMESPACE} }
+spec:
+  targetRefs: [{ kind: Service, name: frontend }]
+  action: ALLOW
+  rules:
+    - to: [{ operation: { methods: [GET, HEAD] } }]
+`;
+
 export function demoManifests(): string {
   return [
-    service('frontend', DEMO_VIPS.frontend, 80, 8080, 'HTTP'),
+    waypointManifests,
+    service('frontend', DEMO_VIPS.frontend, 80, 8080, 'HTTP', DEMO_WAYPOINT),
     service('backend', DEMO_VIPS.backend, 80, 8080, 'HTTP'),
     service('redis', DEMO_VIPS.redis, 6379, 6379, 'TCP'),
     allowOnly('backend', 'frontend', 8080),
@@ -72,13 +101,27 @@ export async function startDemo(lab: Lab, progress: Progress): Promise<void> {
   const manifests = join(dir, 'demo.yaml');
   writeFileSync(manifests, demoManifests(), { mode: 0o644 });
   await meshctlInLab(lab, 'apply', '-f', manifests);
-  progress(`demo: Services frontend, backend, redis and two policies applied (${manifests})`);
+  progress(
+    `demo: Services frontend (behind waypoint ${DEMO_WAYPOINT}), backend, redis and three policies applied (${manifests})`,
+  );
 
   const demoApp = join(packageRoot(), 'dist', 'ctl', 'lab', 'demo-app.js');
   const run = (name: string, argv: string[]) => {
     startDetached(lab, name, argv, {}, join(dir, `app-${name}.log`));
     progress(`demo: ${name} started on ${lab.member(name).node} (${lab.member(name).ipv4})`);
   };
+  startDetached(
+    lab,
+    DEMO_WAYPOINT,
+    [process.execPath, join(packageRoot(), 'dist', 'daemon', 'main.js'), 'waypoint'],
+    {
+      MESHD_WAYPOINT: `${DEMO_NAMESPACE}/${DEMO_WAYPOINT}`,
+      MESHD_WAYPOINT_REPLICA: DEMO_WAYPOINT,
+      MESHD_AGENT_SOCKET: cniSocket(lab, lab.member(DEMO_WAYPOINT).node),
+    },
+    join(dir, `waypoint.log`),
+  );
+  progress(`demo: meshd waypoint ${DEMO_NAMESPACE}/${DEMO_WAYPOINT} started on ${lab.member(DEMO_WAYPOINT).node}`);
   run('redis', [
     '/usr/bin/redis-server',
     '--port',
@@ -149,7 +192,15 @@ export function demoNextSteps(lab: Lab): string[] {
   return [
     cmd(
       `bin/meshctl lab exec client -- curl -s http://${DEMO_VIPS.frontend}/`,
-      'client -> frontend -> backend -> redis, mTLS all the way',
+      'client -> waypoint -> frontend -> backend -> redis, mTLS all the way',
+    ),
+    cmd(
+      `bin/meshctl lab exec client -- curl -s -X POST -w ' %{http_code}\\n' http://${DEMO_VIPS.frontend}/`,
+      'denied at the waypoint: 403, GET only',
+    ),
+    cmd(
+      `grep '"status":403' ${join(labDir(lab.id), 'waypoint.log')} | tail -1`,
+      'the waypoint names the policy that denied it',
     ),
     cmd(
       `for i in 1 2 3 4; do bin/meshctl lab exec client -- curl -s http://${DEMO_VIPS.frontend}/; done`,

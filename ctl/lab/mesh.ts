@@ -143,7 +143,7 @@ export function meshctlInLab(lab: Lab, ...args: string[]) {
   ]);
 }
 
-const cniSocket = (lab: Lab, node: string) => join(labDir(lab.id), `cni-${node}.sock`);
+export const cniSocket = (lab: Lab, node: string) => join(labDir(lab.id), `cni-${node}.sock`);
 
 /** meshd-cni ADD for a workload, chained after ptp exactly as a runtime runs it. */
 export async function meshdCniAdd(
