@@ -32,12 +32,24 @@ export {
 } from './ip.js';
 export type { FieldError, PathSegment } from './issues.js';
 export {
+  CONDITION_ATTRIBUTES,
+  CONDITION_KEYS,
+  type ConditionAttribute,
+  type ConditionKey,
+  parseConditionKey,
+} from './kinds/authorization-condition.js';
+export {
   AUTHORIZATION_ACTIONS,
   type AuthorizationAction,
+  type AuthorizationCondition,
   type AuthorizationOperation,
   type AuthorizationPolicy,
   type AuthorizationRule,
   type AuthorizationSource,
+  isWaypointPolicy,
+  type PolicyTargetRef,
+  TARGET_REF_KINDS,
+  type TargetRefKind,
 } from './kinds/authorization-policy.js';
 export {
   HTTP_METHODS,

@@ -1,6 +1,6 @@
 /** DESIGN §8's order over the AuthorizationPolicies that apply to a workload. */
-import type { AuthorizationPolicy } from '../model/index.js';
-import { type ConnectionAttributes, type Decision, policyName } from './decision.js';
+import { type AuthorizationPolicy, isWaypointPolicy } from '../model/index.js';
+import { type ConnectionAttributes, comesBefore, type Decision, policyName } from './decision.js';
 import { type Peer, peerOf, ruleMatches } from './match.js';
 
 /** Whether any rule of the policy matches; a policy without rules matches nothing (Istio). */
@@ -9,17 +9,12 @@ export function policyMatches(policy: AuthorizationPolicy, peer: Peer): boolean 
   return rules?.some((rule) => ruleMatches(rule, peer, action)) ?? false;
 }
 
-/** Namespace, then name: the order that picks the deciding policy among several that match. */
-function before(a: AuthorizationPolicy, b: AuthorizationPolicy): boolean {
-  const x = a.metadata;
-  const y = b.metadata;
-  return x.namespace !== y.namespace ? x.namespace < y.namespace : x.name < y.name;
-}
-
 /**
  * Decides a connection at L4: any matching DENY denies; else, with no ALLOW policy, allow; else
  * a matching ALLOW allows; else deny. `policies` are those that apply to the destination
- * workload (`MeshState.authorizationPoliciesFor`), in any order.
+ * workload (`MeshState.authorizationPoliciesFor`), in any order. Policies with `targetRefs` are
+ * skipped: a waypoint enforces them (as in Istio, where ztunnel leaves them to the waypoint), so
+ * they neither match nor make the workload deny-by-default here.
  */
 export function authorize(
   policies: readonly AuthorizationPolicy[],
@@ -30,11 +25,12 @@ export function authorize(
   let allow: AuthorizationPolicy | undefined;
   let anyAllow = false;
   for (const policy of policies) {
+    if (isWaypointPolicy(policy)) continue;
     if (policy.spec.action === 'DENY') {
-      if ((!deny || before(policy, deny)) && policyMatches(policy, peer)) deny = policy;
+      if ((!deny || comesBefore(policy, deny)) && policyMatches(policy, peer)) deny = policy;
     } else {
       anyAllow = true;
-      if (!deny && (!allow || before(policy, allow)) && policyMatches(policy, peer)) {
+      if (!deny && (!allow || comesBefore(policy, allow)) && policyMatches(policy, peer)) {
         allow = policy;
       }
     }

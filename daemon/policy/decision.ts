@@ -8,9 +8,13 @@ export interface ConnectionAttributes {
   sourceIdentity?: string | undefined;
   /** The source address, IPv4 or IPv6 (IPv4-mapped IPv6 counts as IPv4). */
   sourceIp: string;
-  /** The destination workload address (for logs; no policy field matches on it). */
+  /**
+   * The destination address: the workload's at L4; at a waypoint, the one the client addressed
+   * (the Service VIP, or the pod IP for workload-addressed traffic). Only `when` destination.ip
+   * matches on it.
+   */
   destinationIp: string;
-  /** The workload's target port. */
+  /** The workload's target port at L4; at a waypoint, the port the client addressed. */
   destinationPort: number;
 }
 
@@ -34,4 +38,14 @@ export interface Decision {
 /** "namespace/name" of a namespaced resource. */
 export function policyName(resource: { metadata: { namespace: string; name: string } }): string {
   return `${resource.metadata.namespace}/${resource.metadata.name}`;
+}
+
+/** Namespace, then name: the order that picks the deciding policy among several that match. */
+export function comesBefore(
+  a: { metadata: { namespace: string; name: string } },
+  b: { metadata: { namespace: string; name: string } },
+): boolean {
+  const x = a.metadata;
+  const y = b.metadata;
+  return x.namespace !== y.namespace ? x.namespace < y.namespace : x.name < y.name;
 }

@@ -2,18 +2,17 @@
  * Matching one rule of an AuthorizationPolicy against a connection's L4 attributes, as Istio
  * does, with the L4 fail-safe of DESIGN §8 for what L4 cannot see (L7 fields).
  */
-import {
-  type AuthorizationAction,
-  type AuthorizationOperation,
-  type AuthorizationRule,
-  type AuthorizationSource,
-  type IpAddress,
-  type IpBlock,
-  ipBlockContains,
-  parseIp,
-  parseIpBlock,
+import type {
+  AuthorizationAction,
+  AuthorizationOperation,
+  AuthorizationRule,
+  AuthorizationSource,
+  IpAddress,
 } from '../model/index.js';
+import { parseIp } from '../model/index.js';
+import { conditionsMatch, isL7Condition } from './conditions.js';
 import type { ConnectionAttributes } from './decision.js';
+import { anyPattern, inAnyBlock } from './patterns.js';
 
 /** The operation fields only an L7 enforcement point (a waypoint) can check. */
 export const L7_OPERATION_FIELDS = [
@@ -33,6 +32,8 @@ export interface Peer {
   namespace: string | undefined;
   /** The source address, or undefined if it does not parse. */
   ip: IpAddress | undefined;
+  /** The destination address (for `when` destination.ip), or undefined if it does not parse. */
+  destinationIp: IpAddress | undefined;
   port: number;
 }
 
@@ -45,49 +46,9 @@ export function peerOf(conn: ConnectionAttributes): Peer {
     principal: principal === '' ? undefined : principal,
     namespace: WORKLOAD_PRINCIPAL.exec(principal)?.[1],
     ip: parseIp(conn.sourceIp),
+    destinationIp: parseIp(conn.destinationIp),
     port: conn.destinationPort,
   };
-}
-
-/** Istio's string match: `*` alone (any non-empty value), `*suffix`, `prefix*`, or exact. */
-export function wildcardMatch(pattern: string, value: string): boolean {
-  if (pattern === '*') return value !== '';
-  if (pattern.startsWith('*')) return value.endsWith(pattern.slice(1));
-  if (pattern.endsWith('*')) return value.startsWith(pattern.slice(0, -1));
-  return value === pattern;
-}
-
-/** An attribute that is absent matches no pattern: `principals` fails, `notPrincipals` holds. */
-function anyPattern(patterns: readonly string[], value: string | undefined): boolean {
-  return value !== undefined && patterns.some((p) => wildcardMatch(p, value));
-}
-
-const parsedBlocks = new WeakMap<readonly string[], (IpBlock | undefined)[]>();
-
-function blocksOf(texts: readonly string[]): (IpBlock | undefined)[] {
-  let blocks = parsedBlocks.get(texts);
-  if (!blocks) {
-    blocks = texts.map(parseIpBlock);
-    parsedBlocks.set(texts, blocks);
-  }
-  return blocks;
-}
-
-/**
- * Whether the address is in one of the blocks (an IPv4-mapped IPv6 address counts as IPv4; the
- * families must agree otherwise); undefined when that cannot be told.
- */
-function inAnyBlock(texts: readonly string[], ip: IpAddress | undefined): boolean | undefined {
-  if (!ip) return undefined;
-  let unknown = false;
-  for (const block of blocksOf(texts)) {
-    if (!block) {
-      unknown = true;
-      continue;
-    }
-    if (ipBlockContains(block, ip)) return true;
-  }
-  return unknown ? undefined : false;
 }
 
 /**
@@ -128,15 +89,17 @@ export function operationMatchesL4(operation: AuthorizationOperation, peer: Peer
 }
 
 /**
- * One rule at L4: any of its sources and any of its operations (a missing `from` or `to` is any).
- * L7 fail-safe: an ALLOW rule with an L7 field in any operation never matches; a DENY rule's
- * operations are matched on their L4 part alone (an operation with only L7 fields is any port).
+ * One rule at L4: any of its sources and any of its operations (a missing `from` or `to` is any),
+ * and all its conditions. L7 fail-safe: an ALLOW rule with an L7 field in any operation, or a
+ * header condition, never matches; a DENY rule's operations are matched on their L4 part alone
+ * (an operation with only L7 fields is any port) and its header conditions are skipped.
  */
 export function ruleMatches(
   rule: AuthorizationRule,
   peer: Peer,
   action: AuthorizationAction,
 ): boolean {
+  if (action === 'ALLOW' && rule.when?.some(isL7Condition)) return false;
   if (rule.to) {
     if (action === 'ALLOW' && rule.to.some(({ operation }) => hasL7(operation))) return false;
     if (!rule.to.some(({ operation }) => operationMatchesL4(operation, peer))) return false;
@@ -144,5 +107,6 @@ export function ruleMatches(
   if (rule.from && !rule.from.some(({ source }) => sourceMatches(source, peer, action))) {
     return false;
   }
-  return true;
+  const l4 = rule.when?.filter((c) => !isL7Condition(c));
+  return !l4 || conditionsMatch(l4, { peer }, action);
 }

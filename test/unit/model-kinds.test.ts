@@ -488,7 +488,7 @@ test('AuthorizationPolicy rules (ports are numbers)', () => {
     rule({ from: [{ source: { ipBlocks: ['nine'] } }] }),
     'spec.rules[0].from[0].source.ipBlocks[0]: "nine" is not an IP address or CIDR block (like 10.0.0.0/8 or fd00::/8)',
   );
-  refused(rule({ when: [] }), 'spec.rules[0].when: unknown field (known fields: from, to)');
+  refused(rule({ when: [] }), 'spec.rules[0].when: must have at least 1 item');
   refused(
     withField(p, 'spec.selector', { matchExpressions: [{ key: 'app', operator: 'In' }] }),
     'spec.selector.matchExpressions[0].values: operator In needs at least one value',

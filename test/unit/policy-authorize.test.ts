@@ -288,6 +288,56 @@ test('L7 fail-safe: ALLOW rules with L7 conditions never match, DENY rules match
   assert.deepEqual(authorize([mixed], conn({ destinationPort: 80 })), NO_ALLOW);
 });
 
+test('when at L4: source.* and destination.* are checked, request.headers is settled fail-safe', () => {
+  const when = (...conditions: Spec[]): Spec => ({ when: conditions });
+  const header = { key: 'request.headers[x-user]', values: ['alice'] };
+  // each line: rule, connection, match (seen through ALLOW and DENY alike)
+  const l4: [Spec, Partial<ConnectionAttributes>, boolean][] = [
+    [when({ key: 'source.ip', values: ['10.0.1.0/24'] }), {}, true],
+    [when({ key: 'source.ip', notValues: ['10.0.1.5'] }), {}, false],
+    [when({ key: 'source.namespace', values: ['shop'] }), {}, true],
+    [when({ key: 'source.namespace', values: ['*'] }), plain, false],
+    [when({ key: 'source.principal', values: ['*/sa/web'] }), {}, true],
+    [when({ key: 'source.principal', notValues: ['*'] }), plain, true],
+    [when({ key: 'destination.ip', values: ['10.0.1.9'] }), {}, true],
+    [when({ key: 'destination.ip', values: ['fd00::/8'] }), {}, false],
+    [when({ key: 'destination.port', values: ['8080'] }), {}, true],
+    [when({ key: 'destination.port', values: ['80'] }), {}, false],
+    [
+      when(
+        { key: 'destination.port', values: ['8080'] },
+        { key: 'source.namespace', values: ['x'] },
+      ),
+      {},
+      false,
+    ],
+  ];
+  for (const [rule, over, want] of l4) {
+    assert.equal(matchesBoth(rule, conn(over), JSON.stringify(rule)), want, JSON.stringify(rule));
+  }
+  // a header condition: an ALLOW rule never matches, a DENY rule matches on the rest
+  assert.deepEqual(authorize([allow('a', [when(header)])], conn()), NO_ALLOW);
+  assert.deepEqual(authorize([deny('d', [when(header)])], conn()), deniedBy('shop/d'));
+  const rest = { key: 'destination.port', values: ['80'] };
+  assert.deepEqual(authorize([deny('d', [when(header, rest)])], conn()), DEFAULT);
+  assert.deepEqual(
+    authorize([deny('d', [when(header, rest)])], conn({ destinationPort: 80 })),
+    deniedBy('shop/d'),
+  );
+});
+
+test('policies with targetRefs belong to the waypoint: L4 skips them entirely', () => {
+  const targetRefs = [{ kind: 'Service', name: 'web' }];
+  const wpDenyAll = policy('wp-deny-all', { targetRefs, action: 'DENY', rules: [{}] });
+  const wpAllowNothing = policy('wp-allow-nothing', { targetRefs });
+  assert.deepEqual(authorize([wpDenyAll, wpAllowNothing], conn()), DEFAULT);
+  assert.deepEqual(
+    authorize([wpDenyAll, wpAllowNothing, allow('l4', ALL)], conn()),
+    allowedBy('shop/l4'),
+  );
+  assert.deepEqual(authorize([wpAllowNothing, deny('l4', ALL)], conn()), deniedBy('shop/l4'));
+});
+
 test('an address that does not parse is settled fail-safe: in DENY rules it matches, in ALLOW not', () => {
   for (const source of [{ ipBlocks: ['10.0.0.0/8'] }, { notIpBlocks: ['10.0.0.0/8'] }]) {
     const c = conn({ sourceIp: 'not-an-ip' });

@@ -76,3 +76,31 @@ test('every L7 field is named', () => {
     assert.ok(warning?.includes(`to[0].operation.${field}`), field);
   }
 });
+
+test('header conditions are L7; source.* and destination.* conditions are L4; targetRefs policies get none', () => {
+  const rules = [
+    {
+      when: [
+        { key: 'source.ip', values: ['10.0.0.0/8'] },
+        { key: 'destination.port', values: ['80'] },
+      ],
+    },
+    {
+      to: [{ operation: { methods: ['GET'] } }],
+      when: [
+        { key: 'source.namespace', values: ['shop'] },
+        { key: 'request.headers[X-User]', values: ['alice'] },
+      ],
+    },
+  ];
+  assert.deepEqual(l7Warnings(policy({ action: 'DENY', rules })), [
+    'spec.rules[1] has L7 conditions (to[0].operation.methods, when[1] request.headers[X-User]) that only a waypoint can check: at L4 this DENY rule matches on its other conditions alone, so without a waypoint it denies every method, path, host and header',
+  ]);
+  assert.deepEqual(l7Warnings(policy({ rules })), [
+    'spec.rules[1] has L7 conditions (to[0].operation.methods, when[1] request.headers[X-User]) that only a waypoint can check: at L4 this ALLOW rule never matches, so without a waypoint it allows nothing',
+  ]);
+  assert.deepEqual(
+    l7Warnings(policy({ targetRefs: [{ kind: 'Waypoint', name: 'wp' }], rules })),
+    [],
+  );
+});
