@@ -3,6 +3,7 @@ import {
   type AuthorizationPolicy,
   type HTTPRoute,
   type Kind,
+  LABEL_USE_WAYPOINT,
   type LabelSelector,
   type PeerAuthentication,
   type Resource,
@@ -48,15 +49,19 @@ const SPECIFIC: Record<Kind, Columns> = {
         s.spec.addresses.join(','),
         ports.join(','),
         selector(s.spec.selector),
-        s.spec.waypoint ?? '-',
+        s.spec.waypoint ?? s.metadata.labels?.[LABEL_USE_WAYPOINT] ?? '-',
       ];
     },
   },
   AuthorizationPolicy: {
-    headers: ['action', 'selector', 'rules'],
+    headers: ['action', 'applies to', 'rules'],
     row: (r) => {
       const p = r as AuthorizationPolicy;
-      return [p.spec.action, selector(p.spec.selector), String(p.spec.rules?.length ?? 0)];
+      // A targetRefs policy is a waypoint's: name what it targets, not a selector it lacks.
+      const target = p.spec.targetRefs
+        ? p.spec.targetRefs.map((t) => `${t.kind}/${t.name}`).join(',')
+        : selector(p.spec.selector);
+      return [p.spec.action, target, String(p.spec.rules?.length ?? 0)];
     },
   },
   PeerAuthentication: {

@@ -344,6 +344,8 @@ export interface WaypointConfig {
   address: string | undefined;
   /** The local agent's unix socket (its CNI socket): registration and certificates. */
   agentSocket: string;
+  /** Where the last registry state is saved (served while no server answers after a restart). */
+  stateDir: string;
   connectTimeoutMs: number;
   /** On SIGTERM: how long requests in flight may take after the agents stop sending. */
   drainTimeoutMs: number;
@@ -368,6 +370,7 @@ export const waypointSpec: Spec<WaypointConfig> = {
   replica: { env: 'WAYPOINT_REPLICA', parse: parse.dnsLabel, optional: true },
   address: { env: 'WAYPOINT_ADDRESS', parse: parse.string, optional: true },
   agentSocket: { env: 'AGENT_SOCKET', parse: parse.string, default: '/run/meshd/cni.sock' },
+  stateDir: { env: 'STATE_DIR', parse: parse.string, default: '/var/lib/meshd/waypoint' },
   connectTimeoutMs: {
     env: 'CONNECT_TIMEOUT',
     parse: parse.durationBetween(100, 120_000),

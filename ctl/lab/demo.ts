@@ -118,10 +118,13 @@ export async function startDemo(lab: Lab, progress: Progress): Promise<void> {
       MESHD_WAYPOINT: `${DEMO_NAMESPACE}/${DEMO_WAYPOINT}`,
       MESHD_WAYPOINT_REPLICA: DEMO_WAYPOINT,
       MESHD_AGENT_SOCKET: cniSocket(lab, lab.member(DEMO_WAYPOINT).node),
+      MESHD_STATE_DIR: join(dir, 'waypoint'),
     },
     join(dir, `waypoint.log`),
   );
-  progress(`demo: meshd waypoint ${DEMO_NAMESPACE}/${DEMO_WAYPOINT} started on ${lab.member(DEMO_WAYPOINT).node}`);
+  progress(
+    `demo: meshd waypoint ${DEMO_NAMESPACE}/${DEMO_WAYPOINT} started on ${lab.member(DEMO_WAYPOINT).node}`,
+  );
   run('redis', [
     '/usr/bin/redis-server',
     '--port',

@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
 import type { AgentConfig, LogLevel } from '../config.js';
 import { StateSync } from '../discovery/index.js';
-import { waypointRoutes } from './waypoint-endpoint.js';
 import { MeshdError } from '../errors.js';
 import type { CertificateStatus } from '../identity/index.js';
 import { trimMallocArenas } from '../net/index.js';
@@ -29,6 +28,7 @@ import { Dataplane, type DataplaneOptions } from './dataplane.js';
 import { AgentIdentity } from './identity.js';
 import { MemoryTrimmer } from './memory-trimmer.js';
 import { DataPathThreads } from './threads.js';
+import { waypointRoutes } from './waypoint-endpoint.js';
 
 export interface AgentDeps {
   logger?: Logger;

@@ -187,7 +187,10 @@ export class CniEndpoint {
       body = await route(JSON.parse(await readBody(req)));
     } catch (err) {
       status = (err as { httpStatus?: number }).httpStatus ?? 500;
-      const message = err instanceof SyntaxError ? 'the request body is not JSON' : describeError(err).split('\n')[0];
+      const message =
+        err instanceof SyntaxError
+          ? 'the request body is not JSON'
+          : describeError(err).split('\n')[0];
       body = { msg: message };
       this.#options.logger.warn({ path: req.url, status, msg: message }, 'local request failed');
     }

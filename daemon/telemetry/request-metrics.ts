@@ -57,7 +57,8 @@ interface Histogram {
 
 const UNKNOWN = 'unknown';
 const show = (v: string) => (v === '' ? UNKNOWN : v);
-const escape = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+const escapeLabel = (v: string) =>
+  v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 
 /** Labels of a workload from its own labels, as Istio derives them. */
 export function peerLabels(
@@ -133,9 +134,30 @@ export class RequestMetrics {
       '# TYPE istio_requests_total counter',
     ];
     for (const s of this.#series.values()) out.push(`istio_requests_total{${s.labels}} ${s.count}`);
-    histogram(out, 'istio_request_duration_milliseconds', 'Request duration (ms).', this.#series, (s) => s.duration, DURATION_BUCKETS_MS);
-    histogram(out, 'istio_request_bytes', 'Request body size (bytes).', this.#series, (s) => s.requestBytes, SIZE_BUCKETS);
-    histogram(out, 'istio_response_bytes', 'Response body size (bytes).', this.#series, (s) => s.responseBytes, SIZE_BUCKETS);
+    histogram(
+      out,
+      'istio_request_duration_milliseconds',
+      'Request duration (ms).',
+      this.#series,
+      (s) => s.duration,
+      DURATION_BUCKETS_MS,
+    );
+    histogram(
+      out,
+      'istio_request_bytes',
+      'Request body size (bytes).',
+      this.#series,
+      (s) => s.requestBytes,
+      SIZE_BUCKETS,
+    );
+    histogram(
+      out,
+      'istio_response_bytes',
+      'Response body size (bytes).',
+      this.#series,
+      (s) => s.responseBytes,
+      SIZE_BUCKETS,
+    );
     return `${out.join('\n')}\n`;
   }
 
@@ -167,7 +189,7 @@ export class RequestMetrics {
       ['response_flags', s.responseFlags],
       ['connection_security_policy', 'mutual_tls'],
     ];
-    return pairs.map(([k, v]) => `${k}="${escape(v)}"`).join(',');
+    return pairs.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',');
   }
 }
 

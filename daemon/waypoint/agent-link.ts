@@ -55,17 +55,24 @@ export class AgentLink {
     return new Promise((resolve, reject) => {
       const fail = (why: string, cause?: unknown) =>
         reject(
-          new MeshdError('MESHD_E_AGENT', `${path} on the agent's socket ${this.#socketPath}: ${why}`, {
-            hint: 'the waypoint needs the meshd agent of its host; check it runs and that MESHD_AGENT_SOCKET names its MESHD_CNI_SOCKET',
-            cause,
-          }),
+          new MeshdError(
+            'MESHD_E_AGENT',
+            `${path} on the agent's socket ${this.#socketPath}: ${why}`,
+            {
+              hint: 'the waypoint needs the meshd agent of its host; check it runs and that MESHD_AGENT_SOCKET names its MESHD_CNI_SOCKET',
+              cause,
+            },
+          ),
         );
       const req = request(
         {
           socketPath: this.#socketPath,
           path,
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+          headers: {
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(payload),
+          },
           timeout: this.#timeoutMs,
         },
         (res) => {

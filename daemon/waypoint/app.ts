@@ -12,7 +12,12 @@ import { Registry } from 'prom-client';
 import type { WaypointConfig } from '../config.js';
 import { StateSync } from '../discovery/index.js';
 import { MeshdError } from '../errors.js';
-import { HbonePool, HboneServer, type ConnectDecision, type ConnectRequest } from '../hbone/index.js';
+import {
+  type ConnectDecision,
+  type ConnectRequest,
+  HbonePool,
+  HboneServer,
+} from '../hbone/index.js';
 import {
   type HttpEndpoint,
   type Logger,
@@ -38,8 +43,6 @@ export interface WaypointHandle {
 
 export interface WaypointDeps {
   logger: Logger;
-  /** Where the registry state is saved; default /run/meshd/waypoint-<ns>-<replica>.json. */
-  stateDir?: string;
   monitoringHost?: string;
 }
 
@@ -48,9 +51,13 @@ export function defaultAddress(): string {
   for (const list of Object.values(networkInterfaces())) {
     for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   }
-  throw new MeshdError('MESHD_E_CONFIG', 'the waypoint found no non-loopback IPv4 address to serve on', {
-    hint: 'set MESHD_WAYPOINT_ADDRESS to the address agents should reach this replica at',
-  });
+  throw new MeshdError(
+    'MESHD_E_CONFIG',
+    'the waypoint found no non-loopback IPv4 address to serve on',
+    {
+      hint: 'set MESHD_WAYPOINT_ADDRESS to the address agents should reach this replica at',
+    },
+  );
 }
 
 export async function startWaypoint(
@@ -91,7 +98,7 @@ export async function startWaypoint(
           keyPem: identity.certificate.keyPem,
         },
       }),
-      stateFile: join(deps.stateDir ?? '/run/meshd', `waypoint-${namespace}-${replica}.json`),
+      stateFile: join(config.stateDir, `${namespace}-${replica}.json`),
       logger: logger.child({ component: 'registry' }),
     });
     sync.start();
@@ -126,14 +133,20 @@ export async function startWaypoint(
       secureContext: () => identity.secureContext(),
       onConnect: (req) => Promise.resolve(decide(req)),
       onRejected: (info) =>
-        logger.warn({ remote: info.remote, reason: info.reason, detail: info.detail }, 'HBONE connection refused'),
+        logger.warn(
+          { remote: info.remote, reason: info.reason, detail: info.detail },
+          'HBONE connection refused',
+        ),
       limits: { drainTimeoutMs: config.drainTimeoutMs },
       logger,
     });
     const decide = (req: ConnectRequest): ConnectDecision => {
       const destination = resolveDestination(sync.state, config.waypoint, req.authority);
       if (destination.kind === 'refuse') {
-        logger.warn({ peer: req.peer.spiffeId, authority: req.authority, reason: destination.reason }, 'tunnel refused');
+        logger.warn(
+          { peer: req.peer.spiffeId, authority: req.authority, reason: destination.reason },
+          'tunnel refused',
+        );
         return { status: 400, reason: destination.reason };
       }
       const ctx = {
@@ -182,7 +195,10 @@ export async function startWaypoint(
       for (const e of endpoints) await e.close();
     });
     await link.register({ ...registration, ready: true });
-    logger.info({ waypoint: `${namespace}/${name}`, replica, identity: registered.identity, address }, 'waypoint ready');
+    logger.info(
+      { waypoint: `${namespace}/${name}`, replica, identity: registered.identity, address },
+      'waypoint ready',
+    );
     return {
       identity: registered.identity,
       replica,
@@ -192,9 +208,11 @@ export async function startWaypoint(
         if (stopping) return;
         stopping = true;
         // Agents stop choosing this replica first; the tunnels they hold then get GOAWAY.
-        await link.register({ ...registration, ready: false }).catch((err: unknown) =>
-          logger.warn({ err: String(err) }, 'could not unregister as ready; draining anyway'),
-        );
+        await link
+          .register({ ...registration, ready: false })
+          .catch((err: unknown) =>
+            logger.warn({ err: String(err) }, 'could not unregister as ready; draining anyway'),
+          );
         await cleanup();
       },
     };
@@ -207,7 +225,11 @@ export async function startWaypoint(
 function dial(destination: string, timeoutMs: number, signal: AbortSignal) {
   const m = /^\[?([^\]]+)\]?:(\d+)$/.exec(destination);
   return new Promise<import('node:net').Socket>((resolve, reject) => {
-    const socket = tcpConnect({ host: m?.[1] ?? destination, port: Number(m?.[2] ?? 0), timeout: timeoutMs });
+    const socket = tcpConnect({
+      host: m?.[1] ?? destination,
+      port: Number(m?.[2] ?? 0),
+      timeout: timeoutMs,
+    });
     const fail = (err: Error) => {
       socket.destroy();
       reject(err);
@@ -216,7 +238,9 @@ function dial(destination: string, timeoutMs: number, signal: AbortSignal) {
       socket.setTimeout(0);
       resolve(socket);
     });
-    socket.once('timeout', () => fail(new Error(`connect to ${destination} timed out after ${timeoutMs} ms`)));
+    socket.once('timeout', () =>
+      fail(new Error(`connect to ${destination} timed out after ${timeoutMs} ms`)),
+    );
     socket.once('error', fail);
     signal.addEventListener('abort', () => fail(new Error('aborted')), { once: true });
   });
@@ -227,10 +251,14 @@ function listen(host: string, port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
     server.once('error', (cause: NodeJS.ErrnoException) =>
       reject(
-        new MeshdError('MESHD_E_LISTEN', `the waypoint cannot listen on ${host}:${port}: ${cause.message}`, {
-          cause,
-          hint: 'MESHD_WAYPOINT_ADDRESS must be an address of this host or namespace, with port 15008 free',
-        }),
+        new MeshdError(
+          'MESHD_E_LISTEN',
+          `the waypoint cannot listen on ${host}:${port}: ${cause.message}`,
+          {
+            cause,
+            hint: 'MESHD_WAYPOINT_ADDRESS must be an address of this host or namespace, with port 15008 free',
+          },
+        ),
       ),
     );
     server.listen(port, host, () => resolve(server));
@@ -284,11 +312,14 @@ async function waitFor(pred: () => boolean, timeoutMs: number, what: string): Pr
   const deadline = Date.now() + timeoutMs;
   while (!pred()) {
     if (Date.now() > deadline) {
-      throw new MeshdError('MESHD_E_CONTROL_PLANE', `the waypoint did not get ${what} within ${timeoutMs} ms`, {
-        hint: 'check that meshd server is reachable from this host (meshctl check)',
-      });
+      throw new MeshdError(
+        'MESHD_E_CONTROL_PLANE',
+        `the waypoint did not get ${what} within ${timeoutMs} ms`,
+        {
+          hint: 'check that meshd server is reachable from this host (meshctl check)',
+        },
+      );
     }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-

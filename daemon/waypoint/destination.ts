@@ -4,9 +4,9 @@
  * (the waypoint is never an open relay into the mesh).
  */
 import type {
-  AppProtocol as PortProtocol,
   MeshState,
   NamespacedName,
+  AppProtocol as PortProtocol,
   Service,
   Workload,
 } from '../model/index.js';

@@ -6,7 +6,12 @@
  */
 import type { Duplex } from 'node:stream';
 import type { HbonePool } from '../hbone/index.js';
-import { type MeshState, type NamespacedName, type Workload, workloadIdentity } from '../model/index.js';
+import {
+  type MeshState,
+  type NamespacedName,
+  type Workload,
+  workloadIdentity,
+} from '../model/index.js';
 import { authorizeRequest, describeDecision, policiesForTarget } from '../policy/index.js';
 import { type Logger, peerLabels, type RequestMetrics } from '../telemetry/index.js';
 import type { WaypointDestination } from './destination.js';
@@ -34,7 +39,8 @@ export interface WaypointRequestsOptions {
 type Bound = Exclude<WaypointDestination, { kind: 'refuse' }>;
 
 const principalOf = (spiffeId: string | undefined) => (spiffeId ?? '').replace(/^spiffe:\/\//, '');
-const hostPort = (ip: string, port: number) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+const hostPort = (ip: string, port: number) =>
+  ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 
 export class WaypointRequests {
   readonly #o: WaypointRequestsOptions;
@@ -78,9 +84,16 @@ export class WaypointRequests {
       headers: req.headers,
     });
     if (decision.allowed) return { allowed: true };
+    // Denied because no ALLOW rule matched: the ALLOW policies that applied are the ones to read.
+    const deciding =
+      decision.policy ??
+      policies
+        .filter((p) => p.spec.action === 'ALLOW')
+        .map((p) => `${p.metadata.namespace}/${p.metadata.name}`)
+        .join(',');
     return {
       allowed: false,
-      policy: decision.policy,
+      policy: deciding,
       rule: decision.rule,
       message: describeDecision(decision),
     };
@@ -110,7 +123,9 @@ export class WaypointRequests {
     const target = r.endpoint ? state.get({ kind: 'Workload', namespace: ns, name }) : undefined;
     const service = destination?.kind === 'service' ? destination.service : undefined;
     const serviceNs = service?.metadata.namespace ?? '';
-    const fqdn = service ? `${service.metadata.name}.${serviceNs}.svc.cluster.local` : r.ctx.authority;
+    const fqdn = service
+      ? `${service.metadata.name}.${serviceNs}.svc.cluster.local`
+      : r.ctx.authority;
     const grpc = r.grpcStatus !== undefined;
     this.#o.metrics.record({
       source: peerLabels(view(source), principalOf(r.ctx.sourcePrincipal)),
@@ -169,6 +184,10 @@ function refOf(r: { metadata: { namespace?: string | undefined; name: string } }
 
 function view(w: Workload | undefined) {
   return w
-    ? { name: w.metadata.name, namespace: w.metadata.namespace ?? '', labels: w.metadata.labels ?? {} }
+    ? {
+        name: w.metadata.name,
+        namespace: w.metadata.namespace ?? '',
+        labels: w.metadata.labels ?? {},
+      }
     : undefined;
 }

@@ -29,6 +29,7 @@ function startWaypoint(): ChildProcess {
     'env',
     'MESHD_WAYPOINT=shop/wp',
     `MESHD_AGENT_SOCKET=${join(mesh.dir, 'cni-n1.sock')}`,
+    `MESHD_STATE_DIR=${join(mesh.dir, 'waypoint')}`,
     process.execPath,
     join(new URL('../../..', import.meta.url).pathname, 'dist/daemon/main.js'),
     'waypoint',

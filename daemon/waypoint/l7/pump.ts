@@ -120,6 +120,36 @@ function clearShimTimer(this: Duplex & Shimmed): void {
   if (timer) clearTimeout(timer);
 }
 
+interface Chunk {
+  chunk: Buffer | string;
+  encoding: BufferEncoding | 'buffer';
+}
+
+/**
+ * Node 24's HTTP/2 stream mangles string chunks of a writev (as far as we can tell their
+ * copied bytes are gone by the time nghttp2 sends them): http.Server writes a response's head
+ * as a latin1 string next to the body's Buffer, and the client read garbage in place of
+ * "HTTP/1.1 200 OK" (seen through HBONE). Strings become Buffers before they reach the stream.
+ */
+function buffersOnly(stream: Duplex): void {
+  const s = stream as Duplex & {
+    _writev?: (chunks: Chunk[], cb: (err?: Error | null) => void) => void;
+    __buffersOnly?: true;
+  };
+  const writev = s._writev;
+  if (s.__buffersOnly || typeof writev !== 'function') return;
+  s.__buffersOnly = true;
+  s._writev = function (chunks, cb) {
+    for (const c of chunks) {
+      if (typeof c.chunk === 'string') {
+        c.chunk = Buffer.from(c.chunk, c.encoding === 'buffer' ? 'utf8' : c.encoding);
+        c.encoding = 'buffer';
+      }
+    }
+    writev.call(this, chunks, cb);
+  };
+}
+
 function self(this: unknown): unknown {
   return this;
 }
@@ -131,6 +161,7 @@ function self(this: unknown): unknown {
  */
 export function socketLike<T extends Duplex>(d: T): T {
   const s = d as T & Shimmed;
+  if ('session' in s) buffersOnly(s);
   if (typeof s.setTimeout !== 'function') s.setTimeout = shimSetTimeout;
   if (typeof s.setKeepAlive !== 'function') s.setKeepAlive = self;
   if (typeof s.setNoDelay !== 'function') s.setNoDelay = self;
