@@ -21,6 +21,8 @@ export const ROOT_NAMESPACE = 'meshd-system';
 export const LABEL_DATAPLANE_MODE = 'meshd.io/dataplane-mode';
 /** `<waypoint name>` on a namespace, service or workload sends its traffic via that waypoint. */
 export const LABEL_USE_WAYPOINT = 'meshd.io/use-waypoint';
+/** `<waypoint name>` on a workload: it is a replica of that Waypoint of its own namespace. */
+export const LABEL_WAYPOINT = 'meshd.io/waypoint';
 
 export const DATAPLANE_MODES = ['ambient', 'none'] as const;
 

@@ -11,6 +11,7 @@ export {
   DATAPLANE_MODES,
   LABEL_DATAPLANE_MODE,
   LABEL_USE_WAYPOINT,
+  LABEL_WAYPOINT,
   type Metadata,
   parseDurationMs,
   ROOT_NAMESPACE,

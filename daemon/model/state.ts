@@ -1,8 +1,9 @@
 /**
  * MeshState: the resources an agent (or a waypoint, or meshctl) works from, with the indexes
  * the data path needs — workload by IP, service by VIP:port, endpoints by selector, workloads
- * by node, the policies that apply to a workload, enrollment and waypoint bindings. Pure: no
- * I/O; a snapshot replaces everything, and each change event updates only what it touches.
+ * by node, the policies that apply to a workload, enrollment, waypoint bindings and replicas.
+ * Pure: no I/O; a snapshot replaces everything, and each change event updates only what it
+ * touches.
  *
  * This class is the one public face; each concern's index is its own module under state/
  * (resources, workloads, services, policies, routes, waypoints). The indexes hold keys, the
@@ -44,6 +45,7 @@ import {
   ownWaypointOfService,
   ownWaypointOfWorkload,
   type WaypointBinding,
+  WaypointReplicaIndex,
 } from './state/waypoint-index.js';
 import { sameLabels, WorkloadIndex } from './state/workload-index.js';
 
@@ -78,6 +80,7 @@ export class MeshState {
   #services = new ServiceIndex(this.#workloads.labels);
   #policies = new PolicyIndex(this.#workloads.labels);
   #routes = new RouteIndex();
+  #replicas = new WaypointReplicaIndex();
 
   /** The revision of the last snapshot or event applied (0: nothing yet). */
   get revision(): number {
@@ -91,6 +94,7 @@ export class MeshState {
     this.#services = new ServiceIndex(this.#workloads.labels);
     this.#policies = new PolicyIndex(this.#workloads.labels);
     this.#routes = new RouteIndex();
+    this.#replicas = new WaypointReplicaIndex();
     const quiet = new Affected(false);
     for (const r of resources) this.#put(r, quiet);
     this.#revision = revision;
@@ -253,6 +257,14 @@ export class MeshState {
     return this.#bindWaypoint('workload', workload.namespace, ownWaypointOfWorkload(w));
   }
 
+  /**
+   * The workloads that run a waypoint: those of its namespace labelled `meshd.io/waypoint` with
+   * its name, sorted by name. Whether the Waypoint resource exists does not matter.
+   */
+  waypointReplicas(waypoint: NamespacedName): Workload[] {
+    return this.#store.resolve('Workload', this.#replicas.replicaKeys(waypoint));
+  }
+
   #bindWaypoint(
     target: 'service' | 'workload',
     namespace: string,
@@ -367,6 +379,32 @@ export class MeshState {
       this.#policies.rematchWorkload(key);
     }
     if (now) affected.addServices(this.#services.keysSelecting(key));
+    for (const waypoint of this.#replicas.update(key, old, now)) {
+      this.#touchWaypointBindings(waypoint, affected);
+    }
     affected.addWorkloads([key]);
+  }
+
+  /**
+   * Marks the services and workloads bound to a waypoint, whose view includes its replicas.
+   * Bindings are not indexed: they are worked out here from the waypoint's namespace, which
+   * costs a walk of that namespace per replica event. Replicas are few and change rarely, while
+   * a binding index would cost on every service, workload and namespace event.
+   */
+  #touchWaypointBindings(waypoint: NamespacedName, affected: Affected): void {
+    if (!affected.track) return;
+    const { namespace, name } = waypoint;
+    const namespaceLabels = this.namespaceLabels(namespace);
+    const waypointNamed = (n: string) => this.get({ kind: 'Waypoint', namespace, name: n });
+    const boundHere = (target: 'service' | 'workload', own: string | undefined) =>
+      bindWaypoint(target, namespace, own, namespaceLabels, waypointNamed)?.name === name;
+    for (const key of this.#store.keys('Service', namespace)) {
+      const s = this.#service(key);
+      if (s && boundHere('service', ownWaypointOfService(s))) affected.addServices([key]);
+    }
+    for (const key of this.#workloads.keysIn(namespace)) {
+      const w = this.#workload(key);
+      if (w && boundHere('workload', ownWaypointOfWorkload(w))) affected.addWorkloads([key]);
+    }
   }
 }
