@@ -53,6 +53,8 @@ const replicaOf = (w: Workload | undefined): NamespacedName | undefined => {
   return w && name !== undefined ? { namespace: w.metadata.namespace, name } : undefined;
 };
 
+const NONE: readonly NamespacedName[] = [];
+
 /** Waypoint replicas: waypoint key → keys of the workloads labelled as running it. */
 export class WaypointReplicaIndex {
   readonly #replicas = new Map<string, Set<string>>();
@@ -62,9 +64,14 @@ export class WaypointReplicaIndex {
    * replica) whose replica set the change touched, for their bindings to be marked affected.
    * Workloads without the label, nearly all of them, cost one property read.
    */
-  update(key: string, old: Workload | undefined, now: Workload | undefined): NamespacedName[] {
+  update(
+    key: string,
+    old: Workload | undefined,
+    now: Workload | undefined,
+  ): readonly NamespacedName[] {
     const before = replicaOf(old);
     const after = replicaOf(now);
+    if (!before && !after) return NONE;
     if (before) removeFrom(this.#replicas, waypointKey(before), key);
     if (after) addTo(this.#replicas, waypointKey(after), key);
     if (before && after && waypointKey(before) === waypointKey(after)) return [after];
