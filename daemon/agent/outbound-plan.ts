@@ -150,9 +150,7 @@ export function isReplicaOf(workload: Workload, waypoint: NamespacedName): boole
   );
 }
 
-/** Registered replicas with an address; a replica registers once it serves and leaves on stop. */
+/** Ready replicas with an address: a replica is labelled once it serves, unlabelled on stop. */
 export function waypointReplicas(state: MeshState, waypoint: NamespacedName): Workload[] {
-  return state
-    .list('Workload', waypoint.namespace)
-    .filter((w) => isReplicaOf(w, waypoint) && w.spec.addresses.length > 0);
+  return state.waypointReplicas(waypoint).filter((w) => w.spec.addresses.length > 0);
 }

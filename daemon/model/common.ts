@@ -21,7 +21,7 @@ export const ROOT_NAMESPACE = 'meshd-system';
 export const LABEL_DATAPLANE_MODE = 'meshd.io/dataplane-mode';
 /** `<waypoint name>` on a namespace, service or workload sends its traffic via that waypoint. */
 export const LABEL_USE_WAYPOINT = 'meshd.io/use-waypoint';
-/** On a waypoint replica's Workload: the name of the Waypoint (same namespace) it serves. */
+/** On a waypoint replica's Workload: the Waypoint (same namespace) it serves, once it is ready. */
 export const LABEL_WAYPOINT = 'meshd.io/waypoint';
 
 export const DATAPLANE_MODES = ['ambient', 'none'] as const;

@@ -1,34 +1,59 @@
 /**
  * MeshState: the resources an agent (or a waypoint, or meshctl) works from, with the indexes
  * the data path needs — workload by IP, service by VIP:port, endpoints by selector, workloads
- * by node, the policies that apply to a workload, enrollment and waypoint bindings. Pure: no
- * I/O; a snapshot replaces everything, and each change event updates only what it touches.
+ * by node, the policies that apply to a workload, enrollment, waypoint bindings and replicas.
+ * Pure: no I/O; a snapshot replaces everything, and each change event updates only what it
+ * touches.
+ *
+ * This class is the one public face; each concern's index is its own module under state/
+ * (resources, workloads, services, policies, routes, waypoints). The indexes hold keys, the
+ * resource store holds the resources, and this class routes each event to the indexes of its
+ * kind and collects what the event affected.
  */
-import { LABEL_USE_WAYPOINT, ROOT_NAMESPACE } from './common.js';
 import { isEnrolled } from './enrollment.js';
-import { hostPort, ipKey } from './ip.js';
 import type { AuthorizationPolicy } from './kinds/authorization-policy.js';
 import type { HTTPRoute } from './kinds/http-route.js';
-import type { MtlsMode, PeerAuthentication } from './kinds/peer-authentication.js';
-import type { Service, ServicePort } from './kinds/service.js';
-import { type Waypoint, waypointServes } from './kinds/waypoint.js';
+import type { PeerAuthentication } from './kinds/peer-authentication.js';
+import type { Service } from './kinds/service.js';
+import type { Waypoint } from './kinds/waypoint.js';
 import type { Workload } from './kinds/workload.js';
-import { InvalidResourceError } from './manifest.js';
 import {
-  isNamespaced,
   KINDS,
   type Kind,
-  keyToRef,
   type Resource,
   type ResourceOf,
   type ResourceRef,
   refKey,
-  refToString,
   resourceRef,
 } from './resource.js';
-import { isEmptySelector, type LabelSelector, type Labels } from './selector.js';
-import { ALL_NAMESPACES, SelectorMatcher, WorkloadLabelIndex } from './selector-index.js';
-import { validateResource } from './validate.js';
+import type { Labels } from './selector.js';
+import { Affected, sortedRefs } from './state/affected.js';
+import { minKey } from './state/key-sets.js';
+import { type NamespacedName, serviceKey, workloadKey } from './state/keys.js';
+import { type MeshStateJSON, parseSavedState, STATE_FORMAT } from './state/persistence.js';
+import {
+  DEFAULT_MTLS_MODE,
+  type EffectiveMtls,
+  PolicyIndex,
+  pickPeerAuthentication,
+} from './state/policy-index.js';
+import { ResourceStore } from './state/resource-store.js';
+import { RouteIndex } from './state/route-index.js';
+import { ServiceIndex, type ServiceMatch } from './state/service-index.js';
+import {
+  bindWaypoint,
+  ownWaypointOfService,
+  ownWaypointOfWorkload,
+  type WaypointBinding,
+  WaypointReplicaIndex,
+} from './state/waypoint-index.js';
+import { sameLabels, WorkloadIndex } from './state/workload-index.js';
+
+export type { NamespacedName } from './state/keys.js';
+export { type MeshStateJSON, STATE_FORMAT } from './state/persistence.js';
+export { DEFAULT_MTLS_MODE, type EffectiveMtls } from './state/policy-index.js';
+export type { ServiceMatch } from './state/service-index.js';
+export type { WaypointBinding } from './state/waypoint-index.js';
 
 export type StateEvent =
   | { type: 'put'; resource: Resource; revision: number }
@@ -47,123 +72,15 @@ export interface StateChange {
   services: ResourceRef[];
 }
 
-/** A namespace and a name: how lookups name a workload or service. */
-export interface NamespacedName {
-  namespace: string;
-  name: string;
-}
-
-export interface ServiceMatch {
-  service: Service;
-  port: ServicePort;
-}
-
-export const DEFAULT_MTLS_MODE: MtlsMode = 'PERMISSIVE';
-
-export interface EffectiveMtls {
-  mode: MtlsMode;
-  /** The PeerAuthentication that decided, or undefined for the default (PERMISSIVE). */
-  policy: PeerAuthentication | undefined;
-}
-
-export interface WaypointBinding {
-  namespace: string;
-  name: string;
-  /** Where the binding came from: the service (spec.waypoint or label), the workload's label or the namespace's. */
-  source: 'service' | 'workload' | 'namespace';
-  /** The Waypoint resource; undefined when it does not exist (yet): fail closed. */
-  waypoint: Waypoint | undefined;
-}
-
-export const STATE_FORMAT = 'meshd-state/v1';
-
-export interface MeshStateJSON {
-  format: typeof STATE_FORMAT;
-  revision: number;
-  resources: Resource[];
-}
-
-const EMPTY: ReadonlySet<string> = new Set();
-
-function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  let set = map.get(key);
-  if (!set) {
-    set = new Set();
-    map.set(key, set);
-  }
-  set.add(value);
-}
-
-function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
-  const set = map.get(key);
-  if (!set) return;
-  set.delete(value);
-  if (set.size === 0) map.delete(key);
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
-
-function minKey(keys: ReadonlySet<string> | undefined): string | undefined {
-  let best: string | undefined;
-  for (const k of keys ?? EMPTY) if (best === undefined || k < best) best = k;
-  return best;
-}
-
-function sameLabels(a: Labels | undefined, b: Labels | undefined): boolean {
-  const ea = Object.entries(a ?? {});
-  const other = b ?? {};
-  if (ea.length !== Object.keys(other).length) return false;
-  return ea.every(([k, v]) => Object.hasOwn(other, k) && other[k] === v);
-}
-
-const workloadKey = (w: NamespacedName) => refKey({ kind: 'Workload', ...w });
-const serviceKey = (s: NamespacedName) => refKey({ kind: 'Service', ...s });
-const policyScope = (namespace: string) =>
-  namespace === ROOT_NAMESPACE ? ALL_NAMESPACES : namespace;
-const isWide = (selector: LabelSelector | undefined) =>
-  selector === undefined || isEmptySelector(selector);
-
-/** Collects keys of affected workloads and services while an event is applied. */
-class Affected {
-  readonly workloads = new Set<string>();
-  readonly services = new Set<string>();
-  readonly track: boolean;
-  constructor(track: boolean) {
-    this.track = track;
-  }
-  addWorkloads(keys: Iterable<string>): void {
-    if (this.track) for (const k of keys) this.workloads.add(k);
-  }
-  addServices(keys: Iterable<string>): void {
-    if (this.track) for (const k of keys) this.services.add(k);
-  }
-}
-
-const sortedRefs = (keys: Set<string>) => [...keys].sort().map(keyToRef);
-
 export class MeshState {
   #revision = 0;
-  readonly #byKind = new Map<Kind, Map<string, Resource>>(KINDS.map((k) => [k, new Map()]));
-  /** namespace → kind → keys, for the namespaced kinds. */
-  readonly #byNamespace = new Map<string, Map<Kind, Set<string>>>();
-  readonly #workloadsByIp = new Map<string, Set<string>>();
-  readonly #workloadsByNode = new Map<string, Set<string>>();
-  readonly #servicesByAddress = new Map<string, Set<string>>();
-  readonly #servicesByVip = new Map<string, Set<string>>();
-  #labels = new WorkloadLabelIndex();
-  #endpoints = new SelectorMatcher(this.#labels);
-  #authz = new SelectorMatcher(this.#labels);
-  #peer = new SelectorMatcher(this.#labels);
-  /** Namespace-wide policies (no or empty selector) by namespace; the root namespace's are mesh-wide. */
-  readonly #authzWide = new Map<string, Set<string>>();
-  readonly #peerWide = new Map<string, Set<string>>();
-  readonly #routesByService = new Map<string, Set<string>>();
+  // Not readonly: a snapshot starts every index afresh rather than emptying each one.
+  #store = new ResourceStore();
+  #workloads = new WorkloadIndex();
+  #services = new ServiceIndex(this.#workloads.labels);
+  #policies = new PolicyIndex(this.#workloads.labels);
+  #routes = new RouteIndex();
+  #replicas = new WaypointReplicaIndex();
 
   /** The revision of the last snapshot or event applied (0: nothing yet). */
   get revision(): number {
@@ -172,23 +89,12 @@ export class MeshState {
 
   /** Replaces the whole state with a snapshot. Later duplicates of one ref win. */
   replaceAll(resources: readonly Resource[], revision: number): void {
-    for (const map of this.#byKind.values()) map.clear();
-    for (const index of [
-      this.#byNamespace,
-      this.#workloadsByIp,
-      this.#workloadsByNode,
-      this.#servicesByAddress,
-      this.#servicesByVip,
-      this.#authzWide,
-      this.#peerWide,
-      this.#routesByService,
-    ]) {
-      index.clear();
-    }
-    this.#labels = new WorkloadLabelIndex();
-    this.#endpoints = new SelectorMatcher(this.#labels);
-    this.#authz = new SelectorMatcher(this.#labels);
-    this.#peer = new SelectorMatcher(this.#labels);
+    this.#store = new ResourceStore();
+    this.#workloads = new WorkloadIndex();
+    this.#services = new ServiceIndex(this.#workloads.labels);
+    this.#policies = new PolicyIndex(this.#workloads.labels);
+    this.#routes = new RouteIndex();
+    this.#replicas = new WaypointReplicaIndex();
     const quiet = new Affected(false);
     for (const r of resources) this.#put(r, quiet);
     this.#revision = revision;
@@ -228,35 +134,17 @@ export class MeshState {
   // ---- reads ------------------------------------------------------------------------------
 
   get<K extends Kind>(ref: ResourceRef & { kind: K }): ResourceOf<K> | undefined {
-    return this.#byKind.get(ref.kind)?.get(refKey(ref)) as ResourceOf<K> | undefined;
+    return this.#store.get(ref.kind, refKey(ref)) as ResourceOf<K> | undefined;
   }
 
   /** Resources of a kind, optionally of one namespace, sorted by namespace and name. */
   list<K extends Kind>(kind: K, namespace?: string): ResourceOf<K>[] {
-    const map = this.#byKind.get(kind) ?? new Map<string, Resource>();
-    const keys =
-      namespace === undefined || !isNamespaced(kind)
-        ? map.keys()
-        : (this.#byNamespace.get(namespace)?.get(kind) ?? EMPTY).values();
-    return this.#resolve(kind, keys);
+    return this.#store.resolve(kind, this.#store.keys(kind, namespace));
   }
 
   /** How many resources of a kind (or of all kinds) the state holds. */
   size(kind?: Kind): number {
-    if (kind) return this.#byKind.get(kind)?.size ?? 0;
-    let n = 0;
-    for (const map of this.#byKind.values()) n += map.size;
-    return n;
-  }
-
-  #resolve<K extends Kind>(kind: K, keys: Iterable<string>): ResourceOf<K>[] {
-    const map = this.#byKind.get(kind);
-    const out: ResourceOf<K>[] = [];
-    for (const k of [...keys].sort()) {
-      const r = map?.get(k);
-      if (r) out.push(r as ResourceOf<K>);
-    }
-    return out;
+    return this.#store.size(kind);
   }
 
   /** Labels of a namespace ({} when it has none or does not exist). */
@@ -266,26 +154,22 @@ export class MeshState {
 
   /** The workload that owns an address (IPv4, IPv6 in any spelling, or IPv4-mapped IPv6). */
   workloadByIp(ip: string): Workload | undefined {
-    const k = ipKey(ip);
-    const key = k === undefined ? undefined : minKey(this.#workloadsByIp.get(k));
+    const key = minKey(this.#workloads.keysByIp(ip));
     return key === undefined ? undefined : this.#workload(key);
   }
 
   /** Every workload claiming an address (more than one is a conflict; workloadByIp picks the first). */
   workloadsByIp(ip: string): Workload[] {
-    const k = ipKey(ip);
-    return k === undefined ? [] : this.#resolve('Workload', this.#workloadsByIp.get(k) ?? EMPTY);
+    return this.#store.resolve('Workload', this.#workloads.keysByIp(ip));
   }
 
   workloadsOnNode(node: string): Workload[] {
-    return this.#resolve('Workload', this.#workloadsByNode.get(node) ?? EMPTY);
+    return this.#store.resolve('Workload', this.#workloads.keysOnNode(node));
   }
 
   /** The service (and its port) at VIP:port; on a conflict, the first by namespace and name. */
   serviceAt(ip: string, port: number): ServiceMatch | undefined {
-    const k = ipKey(ip);
-    if (k === undefined) return undefined;
-    const key = minKey(this.#servicesByAddress.get(hostPort(k, port)));
+    const key = this.#services.keyAt(ip, port);
     const service = key === undefined ? undefined : this.#service(key);
     const p = service?.spec.ports.find((x) => x.port === port);
     return service && p ? { service, port: p } : undefined;
@@ -293,32 +177,29 @@ export class MeshState {
 
   /** Services with this VIP, on any port. */
   servicesByVip(ip: string): Service[] {
-    const k = ipKey(ip);
-    return k === undefined ? [] : this.#resolve('Service', this.#servicesByVip.get(k) ?? EMPTY);
+    return this.#store.resolve('Service', this.#services.keysByVip(ip));
   }
 
   /** The workloads a service's selector picks in its namespace, sorted. */
   endpoints(service: NamespacedName): Workload[] {
-    return this.#resolve('Workload', this.#endpoints.selected(serviceKey(service)));
+    return this.#store.resolve('Workload', this.#services.endpointKeys(serviceKey(service)));
   }
 
   /** The services whose selector picks this workload, sorted. */
   servicesOf(workload: NamespacedName): Service[] {
-    return this.#resolve('Service', this.#endpoints.selectedBy(workloadKey(workload)));
+    return this.#store.resolve('Service', this.#services.keysSelecting(workloadKey(workload)));
   }
 
   /** The workloads a Service, AuthorizationPolicy or PeerAuthentication applies to, sorted. */
   workloadsSelectedBy(ref: ResourceRef): Workload[] {
     const key = refKey(ref);
-    if (ref.kind === 'Service') return this.#resolve('Workload', this.#endpoints.selected(key));
+    if (ref.kind === 'Service') {
+      return this.#store.resolve('Workload', this.#services.endpointKeys(key));
+    }
     if (ref.kind !== 'AuthorizationPolicy' && ref.kind !== 'PeerAuthentication') return [];
     const policy = this.get(ref) as AuthorizationPolicy | PeerAuthentication | undefined;
     if (!policy) return [];
-    if (isWide(policy.spec.selector)) {
-      return this.#resolve('Workload', this.#labels.inScope(policyScope(ref.namespace)));
-    }
-    const matcher = ref.kind === 'AuthorizationPolicy' ? this.#authz : this.#peer;
-    return this.#resolve('Workload', matcher.selected(key));
+    return this.#store.resolve('Workload', this.#policies.workloadKeysOf(ref.kind, key, policy));
   }
 
   /** DESIGN §7: whether the agent captures this workload's traffic. */
@@ -334,10 +215,8 @@ export class MeshState {
    * and the mesh-wide ones (root namespace, no selector). Sorted by namespace and name.
    */
   authorizationPoliciesFor(workload: NamespacedName): AuthorizationPolicy[] {
-    const keys = new Set(this.#authz.selectedBy(workloadKey(workload)));
-    for (const k of this.#authzWide.get(workload.namespace) ?? EMPTY) keys.add(k);
-    for (const k of this.#authzWide.get(ROOT_NAMESPACE) ?? EMPTY) keys.add(k);
-    return this.#resolve('AuthorizationPolicy', keys);
+    const keys = this.#policies.authorizationKeysFor(workload, workloadKey(workload));
+    return this.#store.resolve('AuthorizationPolicy', keys);
   }
 
   /**
@@ -347,40 +226,17 @@ export class MeshState {
    * oldest (creationTimestamp), then the name.
    */
   peerAuthenticationFor(workload: NamespacedName): EffectiveMtls {
-    const pick = (keys: Iterable<string>): PeerAuthentication | undefined => {
-      const policies = this.#resolve('PeerAuthentication', keys);
-      const rank = (p: PeerAuthentication) => [
-        p.metadata.namespace === workload.namespace ? 0 : 1,
-        p.metadata.creationTimestamp ? Date.parse(p.metadata.creationTimestamp) : Infinity,
-      ];
-      return policies
-        .map((p, i) => ({ p, i, r: rank(p) }))
-        .sort(
-          (a, b) => (a.r[0] ?? 0) - (b.r[0] ?? 0) || (a.r[1] ?? 0) - (b.r[1] ?? 0) || a.i - b.i,
-        )[0]?.p;
-    };
-    const policy =
-      pick(this.#peer.selectedBy(workloadKey(workload))) ??
-      pick(this.#peerWide.get(workload.namespace) ?? EMPTY) ??
-      pick(this.#peerWide.get(ROOT_NAMESPACE) ?? EMPTY);
-    return policy ? { mode: policy.spec.mtls.mode, policy } : { mode: DEFAULT_MTLS_MODE, policy };
+    for (const keys of this.#policies.peerAuthenticationTiers(workload, workloadKey(workload))) {
+      const candidates = this.#store.resolve('PeerAuthentication', keys);
+      const policy = pickPeerAuthentication(candidates, workload.namespace);
+      if (policy) return { mode: policy.spec.mtls.mode, policy };
+    }
+    return { mode: DEFAULT_MTLS_MODE, policy: undefined };
   }
 
   /** HTTPRoutes whose parentRefs name this service, sorted. */
   routesFor(service: NamespacedName): HTTPRoute[] {
-    return this.#resolve('HTTPRoute', this.#routesByService.get(serviceKey(service)) ?? EMPTY);
-  }
-
-  #binding(
-    namespace: string,
-    name: string | undefined,
-    source: WaypointBinding['source'],
-    target: 'service' | 'workload',
-  ): WaypointBinding | undefined {
-    if (name === undefined || name === 'none') return undefined;
-    const waypoint = this.get({ kind: 'Waypoint', namespace, name });
-    if (waypoint && !waypointServes(waypoint.spec.trafficType, target)) return undefined;
-    return { namespace, name, source, waypoint };
+    return this.#store.resolve('HTTPRoute', this.#routes.keysFor(serviceKey(service)));
   }
 
   /**
@@ -391,20 +247,32 @@ export class MeshState {
   waypointForService(service: NamespacedName): WaypointBinding | undefined {
     const s = this.#service(serviceKey(service));
     if (!s) return undefined;
-    const own = s.spec.waypoint ?? s.metadata.labels?.[LABEL_USE_WAYPOINT];
-    if (own !== undefined) return this.#binding(service.namespace, own, 'service', 'service');
-    const ns = this.namespaceLabels(service.namespace)[LABEL_USE_WAYPOINT];
-    return this.#binding(service.namespace, ns, 'namespace', 'service');
+    return this.#bindWaypoint('service', service.namespace, ownWaypointOfService(s));
   }
 
   /** As waypointForService, for traffic addressed to a workload (label on it or its namespace). */
   waypointForWorkload(workload: NamespacedName): WaypointBinding | undefined {
     const w = this.#workload(workloadKey(workload));
     if (!w) return undefined;
-    const own = w.metadata.labels?.[LABEL_USE_WAYPOINT];
-    if (own !== undefined) return this.#binding(workload.namespace, own, 'workload', 'workload');
-    const ns = this.namespaceLabels(workload.namespace)[LABEL_USE_WAYPOINT];
-    return this.#binding(workload.namespace, ns, 'namespace', 'workload');
+    return this.#bindWaypoint('workload', workload.namespace, ownWaypointOfWorkload(w));
+  }
+
+  /**
+   * The workloads that run a waypoint: those of its namespace labelled `meshd.io/waypoint` with
+   * its name, sorted by name. Whether the Waypoint resource exists does not matter.
+   */
+  waypointReplicas(waypoint: NamespacedName): Workload[] {
+    return this.#store.resolve('Workload', this.#replicas.replicaKeys(waypoint));
+  }
+
+  #bindWaypoint(
+    target: 'service' | 'workload',
+    namespace: string,
+    own: string | undefined,
+  ): WaypointBinding | undefined {
+    return bindWaypoint(target, namespace, own, this.namespaceLabels(namespace), (name) =>
+      this.get({ kind: 'Waypoint', namespace, name }),
+    );
   }
 
   // ---- persistence ------------------------------------------------------------------------
@@ -418,78 +286,31 @@ export class MeshState {
 
   /** Rebuilds a state from toJSON's output, validating every resource. */
   static fromJSON(json: unknown): MeshState {
-    const problems: string[] = [];
-    const j = json as Partial<MeshStateJSON> | null;
-    if (j === null || typeof j !== 'object' || j.format !== STATE_FORMAT) {
-      throw new InvalidResourceError('saved state unreadable', [`format: must be ${STATE_FORMAT}`]);
-    }
-    if (typeof j.revision !== 'number' || !Number.isSafeInteger(j.revision) || j.revision < 0) {
-      problems.push('revision: must be a non-negative integer');
-    }
-    if (!Array.isArray(j.resources)) problems.push('resources: must be a list');
-    const resources: Resource[] = [];
-    const seen = new Set<string>();
-    (Array.isArray(j.resources) ? j.resources : []).forEach((raw: unknown, i) => {
-      const result = validateResource(raw);
-      if (!result.ok) {
-        for (const e of result.errors)
-          problems.push(`resources[${i}]${e.path ? `.${e.path}` : ''}: ${e.message}`);
-        return;
-      }
-      const ref = resourceRef(result.resource);
-      if (seen.has(refKey(ref))) problems.push(`resources[${i}]: duplicate ${refToString(ref)}`);
-      seen.add(refKey(ref));
-      resources.push(result.resource);
-    });
-    if (problems.length > 0) throw new InvalidResourceError('saved state invalid', problems);
+    const { resources, revision } = parseSavedState(json);
     const state = new MeshState();
-    state.replaceAll(resources, j.revision as number);
+    state.replaceAll(resources, revision);
     return state;
   }
 
   // ---- writes -----------------------------------------------------------------------------
 
   #workload(key: string): Workload | undefined {
-    return this.#byKind.get('Workload')?.get(key) as Workload | undefined;
+    return this.#store.get('Workload', key) as Workload | undefined;
   }
 
   #service(key: string): Service | undefined {
-    return this.#byKind.get('Service')?.get(key) as Service | undefined;
+    return this.#store.get('Service', key) as Service | undefined;
   }
 
   #put(resource: Resource, affected: Affected): Resource {
-    const r = deepFreeze(resource);
-    const ref = resourceRef(r);
-    const key = refKey(ref);
-    const map = this.#byKind.get(r.kind);
-    const old = map?.get(key);
-    map?.set(key, r);
-    if (!old && isNamespaced(r.kind)) {
-      let kinds = this.#byNamespace.get(ref.namespace);
-      if (!kinds) {
-        kinds = new Map();
-        this.#byNamespace.set(ref.namespace, kinds);
-      }
-      addTo(kinds, r.kind, key);
-    }
-    this.#reindex(key, old, r, affected);
-    return r;
+    const { key, old } = this.#store.put(resource);
+    this.#reindex(key, old, resource, affected);
+    return resource;
   }
 
   #delete(ref: ResourceRef, affected: Affected): Resource | undefined {
-    const key = refKey(ref);
-    const map = this.#byKind.get(ref.kind);
-    const old = map?.get(key);
-    if (!old) return undefined;
-    map?.delete(key);
-    if (isNamespaced(ref.kind)) {
-      const kinds = this.#byNamespace.get(ref.namespace);
-      if (kinds) {
-        removeFrom(kinds, ref.kind, key);
-        if (kinds.size === 0) this.#byNamespace.delete(ref.namespace);
-      }
-    }
-    this.#reindex(key, old, undefined, affected);
+    const { key, old } = this.#store.delete(ref);
+    if (old) this.#reindex(key, old, undefined, affected);
     return old;
   }
 
@@ -513,25 +334,27 @@ export class MeshState {
         this.#reindexWorkload(key, old as Workload, now as Workload, affected);
         break;
       case 'Service':
-        this.#reindexService(key, old as Service, now as Service, affected);
+        this.#services.update(key, old as Service, now as Service, affected);
         break;
       case 'AuthorizationPolicy':
       case 'PeerAuthentication':
-        this.#reindexPolicy(key, kind, old, now, affected);
+        this.#policies.update(key, kind, old, now, affected);
         break;
       case 'Waypoint':
+        // Bindings name waypoints of their own namespace: its services and workloads may move.
         this.#touchNamespace(((now ?? old) as Waypoint).metadata.namespace, affected);
         break;
       case 'HTTPRoute':
-        this.#reindexRoute(key, old as HTTPRoute, now as HTTPRoute, affected);
+        this.#routes.update(key, old as HTTPRoute, now as HTTPRoute, affected);
         break;
     }
   }
 
+  /** Marks everything in a namespace: its labels feed enrollment and waypoint bindings. */
   #touchNamespace(namespace: string, affected: Affected): void {
     if (!affected.track) return;
-    affected.addWorkloads(this.#labels.inScope(namespace));
-    affected.addServices(this.#byNamespace.get(namespace)?.get('Service') ?? EMPTY);
+    affected.addWorkloads(this.#workloads.keysIn(namespace));
+    affected.addServices(this.#store.keys('Service', namespace));
   }
 
   #reindexNamespace(
@@ -543,119 +366,45 @@ export class MeshState {
     this.#touchNamespace((now ?? old)?.metadata.name ?? '', affected);
   }
 
+  /** A workload's services are affected both before and after: it may leave or join endpoints. */
   #reindexWorkload(
     key: string,
     old: Workload | undefined,
     now: Workload | undefined,
     affected: Affected,
   ): void {
-    if (old) {
-      for (const a of old.spec.addresses) {
-        const k = ipKey(a);
-        if (k !== undefined) removeFrom(this.#workloadsByIp, k, key);
-      }
-      removeFrom(this.#workloadsByNode, old.spec.node, key);
-      affected.addServices(this.#endpoints.selectedBy(key));
+    if (old) affected.addServices(this.#services.keysSelecting(key));
+    if (this.#workloads.update(key, old, now)) {
+      this.#services.rematchWorkload(key);
+      this.#policies.rematchWorkload(key);
     }
-    if (now) {
-      for (const a of now.spec.addresses) {
-        const k = ipKey(a);
-        if (k !== undefined) addTo(this.#workloadsByIp, k, key);
-      }
-      addTo(this.#workloadsByNode, now.spec.node, key);
-      if (!old || !sameLabels(old.metadata.labels, now.metadata.labels)) {
-        this.#labels.set(key, now.metadata.namespace, now.metadata.labels);
-        this.#endpoints.updateWorkload(key);
-        this.#authz.updateWorkload(key);
-        this.#peer.updateWorkload(key);
-      }
-      affected.addServices(this.#endpoints.selectedBy(key));
-    } else {
-      this.#labels.delete(key);
-      this.#endpoints.updateWorkload(key);
-      this.#authz.updateWorkload(key);
-      this.#peer.updateWorkload(key);
+    if (now) affected.addServices(this.#services.keysSelecting(key));
+    for (const waypoint of this.#replicas.update(key, old, now)) {
+      this.#touchWaypointBindings(waypoint, affected);
     }
     affected.addWorkloads([key]);
   }
 
-  #reindexService(
-    key: string,
-    old: Service | undefined,
-    now: Service | undefined,
-    affected: Affected,
-  ): void {
-    const addressKeys = (s: Service) =>
-      s.spec.addresses.flatMap((a) => {
-        const k = ipKey(a);
-        return k === undefined ? [] : [k];
-      });
-    if (old) {
-      for (const k of addressKeys(old)) {
-        removeFrom(this.#servicesByVip, k, key);
-        for (const p of old.spec.ports)
-          removeFrom(this.#servicesByAddress, hostPort(k, p.port), key);
-      }
+  /**
+   * Marks the services and workloads bound to a waypoint, whose view includes its replicas.
+   * Bindings are not indexed: they are worked out here from the waypoint's namespace, which
+   * costs a walk of that namespace per replica event. Replicas are few and change rarely, while
+   * a binding index would cost on every service, workload and namespace event.
+   */
+  #touchWaypointBindings(waypoint: NamespacedName, affected: Affected): void {
+    if (!affected.track) return;
+    const { namespace, name } = waypoint;
+    const namespaceLabels = this.namespaceLabels(namespace);
+    const waypointNamed = (n: string) => this.get({ kind: 'Waypoint', namespace, name: n });
+    const boundHere = (target: 'service' | 'workload', own: string | undefined) =>
+      bindWaypoint(target, namespace, own, namespaceLabels, waypointNamed)?.name === name;
+    for (const key of this.#store.keys('Service', namespace)) {
+      const s = this.#service(key);
+      if (s && boundHere('service', ownWaypointOfService(s))) affected.addServices([key]);
     }
-    if (now) {
-      for (const k of addressKeys(now)) {
-        addTo(this.#servicesByVip, k, key);
-        for (const p of now.spec.ports) addTo(this.#servicesByAddress, hostPort(k, p.port), key);
-      }
-      const delta = this.#endpoints.setOwner(key, now.metadata.namespace, now.spec.selector);
-      affected.addWorkloads(delta.added);
-      affected.addWorkloads(delta.removed);
-    } else {
-      affected.addWorkloads(this.#endpoints.deleteOwner(key).removed);
+    for (const key of this.#workloads.keysIn(namespace)) {
+      const w = this.#workload(key);
+      if (w && boundHere('workload', ownWaypointOfWorkload(w))) affected.addWorkloads([key]);
     }
-    affected.addServices([key]);
-  }
-
-  #reindexPolicy(
-    key: string,
-    kind: 'AuthorizationPolicy' | 'PeerAuthentication',
-    old: Resource | undefined,
-    now: Resource | undefined,
-    affected: Affected,
-  ): void {
-    const matcher = kind === 'AuthorizationPolicy' ? this.#authz : this.#peer;
-    const wide = kind === 'AuthorizationPolicy' ? this.#authzWide : this.#peerWide;
-    const selectorOf = (r: Resource) =>
-      (r as AuthorizationPolicy | PeerAuthentication).spec.selector;
-    if (old) {
-      const ns = old.metadata.namespace ?? '';
-      if (isWide(selectorOf(old))) {
-        if (affected.track) affected.addWorkloads(this.#labels.inScope(policyScope(ns)));
-        removeFrom(wide, ns, key);
-      } else if (!now || isWide(selectorOf(now))) {
-        affected.addWorkloads(matcher.deleteOwner(key).removed);
-      } else {
-        affected.addWorkloads(matcher.selected(key));
-      }
-    }
-    if (now) {
-      const ns = now.metadata.namespace ?? '';
-      const selector = selectorOf(now);
-      if (selector === undefined || isEmptySelector(selector)) {
-        addTo(wide, ns, key);
-        if (affected.track) affected.addWorkloads(this.#labels.inScope(policyScope(ns)));
-      } else {
-        matcher.setOwner(key, policyScope(ns), selector);
-        affected.addWorkloads(matcher.selected(key));
-      }
-    }
-  }
-
-  #reindexRoute(
-    key: string,
-    old: HTTPRoute | undefined,
-    now: HTTPRoute | undefined,
-    affected: Affected,
-  ): void {
-    const parents = (r: HTTPRoute) =>
-      r.spec.parentRefs.map((p) => serviceKey({ namespace: r.metadata.namespace, name: p.name }));
-    if (old) for (const s of parents(old)) removeFrom(this.#routesByService, s, key);
-    if (now) for (const s of parents(now)) addTo(this.#routesByService, s, key);
-    affected.addServices([...(old ? parents(old) : []), ...(now ? parents(now) : [])]);
   }
 }

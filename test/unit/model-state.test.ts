@@ -630,3 +630,23 @@ test('incremental events agree with a full rebuild (random sequence)', () => {
     }
   }
 });
+
+test('a targetRefs AuthorizationPolicy is a waypoint policy: it applies to no workload at L4', () => {
+  const state = snapshot();
+  const targeted = make({
+    apiVersion: V,
+    kind: 'AuthorizationPolicy',
+    metadata: { name: 'api-l7', namespace: 'shop' },
+    spec: { targetRefs: [{ kind: 'Service', name: 'api' }], rules: [{}] },
+  });
+  const change = state.apply({ type: 'put', resource: targeted, revision: 8 });
+  assert.deepEqual(refs(change.workloads), []);
+  assert.deepEqual(names(state.authorizationPoliciesFor(W('shop', 'web-1'))), []);
+  assert.deepEqual(
+    state.workloadsSelectedBy({ kind: 'AuthorizationPolicy', namespace: 'shop', name: 'api-l7' }),
+    [],
+  );
+  // Turned into a namespace-wide policy, it applies to the namespace again.
+  state.apply({ type: 'put', resource: ap('shop', 'api-l7'), revision: 9 });
+  assert.deepEqual(names(state.authorizationPoliciesFor(W('shop', 'web-1'))), ['api-l7']);
+});
