@@ -5,7 +5,13 @@
  * the connection in a live set so a policy change can re-check it and close it if now denied.
  */
 import type { Socket } from 'node:net';
-import { AGENT_PORT_SET, type LocalWorkload, peerOf, plainIp } from '../discovery/index.js';
+import {
+  AGENT_PORT_SET,
+  GuardedPortsCache,
+  type LocalWorkload,
+  peerOf,
+  plainIp,
+} from '../discovery/index.js';
 import { describeError, errorReason } from '../errors.js';
 import {
   abortSide,
@@ -16,7 +22,7 @@ import {
 } from '../hbone/index.js';
 import type { MeshState } from '../model/index.js';
 import { connectFromNetns, originalDst } from '../net/index.js';
-import { type ConnectionAttributes, evaluate } from '../policy/index.js';
+import { type ConnectionAttributes, checkWaypointOnly, evaluate } from '../policy/index.js';
 import type { ConnectionTable } from '../proxy/index.js';
 import type {
   ConnectionRecord,
@@ -77,8 +83,12 @@ export class LiveConnections {
 }
 
 function decideFor(deps: InboundDeps, workload: LocalWorkload) {
+  const guarded = new GuardedPortsCache();
   return (attributes: ConnectionAttributes) => {
     const state = deps.state();
+    const ports = guarded.get(state, workload.ref, deps.trustDomain);
+    const bypass = ports.length > 0 ? checkWaypointOnly(ports, attributes) : undefined;
+    if (bypass) return bypass;
     return evaluate(
       {
         policies: state.authorizationPoliciesFor(workload.ref),

@@ -3,5 +3,6 @@
  * copy on disk), and the views of workloads the data path needs (identities, peers, ports).
  */
 
+export * from './guarded-ports.js';
 export * from './state-sync.js';
 export * from './workload-view.js';

@@ -25,6 +25,7 @@ export const DECISION_REASONS = [
   'denied_by_policy',
   'no_matching_allow',
   'mtls_required',
+  'waypoint_required',
 ] as const;
 export type DecisionReason = (typeof DECISION_REASONS)[number];
 

@@ -35,3 +35,4 @@ export {
 } from './request.js';
 export { type NamespacedName, policiesForTarget, type RequestTarget } from './targets.js';
 export { l7Warnings } from './warnings.js';
+export { checkWaypointOnly, type GuardedPort } from './waypoint-only.js';

@@ -171,6 +171,18 @@ spec:
   assert.equal(allowed.out, 'hello POST /write 3\n');
 });
 
+test('with an L7 policy on the service, a direct call to the endpoint pod IP is refused by its agent', async () => {
+  const pod = mesh.lab.member('n2-w1').ipv4;
+  const r = await curl(`http://${pod}:8080/direct`);
+  assert.notEqual(r.code, 0, `the direct call must fail: ${r.out}`);
+  assert.doesNotMatch(r.out, /hello/);
+  await eventually(
+    "the endpoint's agent logs the refusal and names the policy",
+    async () => (mesh.logs.n2 ?? []).join('\n'),
+    (log) => /denied: waypoint_required.*"policy":"shop\/api-read-only"/.test(log),
+  );
+});
+
 test('a stopped replica: refused again, nothing goes direct', async () => {
   assert.ok(waypoint);
   waypoint.kill('SIGTERM');
