@@ -64,8 +64,9 @@ test('lab up: the demo and every printed step work as written; check, why; lab d
   try {
     assert.equal(up.code, 0, up.stderr);
     assert.match(up.stderr, /demo: client -> frontend -> backend -> redis answers/);
+    assert.match(up.stderr, /demo: meshd waypoint demo\/waypoint started on n3/);
     const steps = printedSteps(up.stdout);
-    assert.equal(steps.length, 9, up.stdout);
+    assert.equal(steps.length, 11, up.stdout);
     const expectations: [RegExp, (r: Ran) => void][] = [
       [
         /lab exec client -- curl -s http:\/\/10\.96\.0\.10\/$/,
@@ -74,6 +75,14 @@ test('lab up: the demo and every printed step work as written; check, why; lab d
             r.stdout,
             /^frontend \(frontend\) -> backend v[12] \(backend-v[12]\): visit \d+/,
           ),
+      ],
+      [
+        /curl -s -X POST .*http:\/\/10\.96\.0\.10\/$/,
+        (r) => assert.equal(r.stdout, 'RBAC: access denied 403\n'),
+      ],
+      [
+        /grep '"status":403' .*waypoint\.log/,
+        (r) => assert.match(r.stdout, /"method":"POST".*"policy":"demo\/frontend-read-only"/),
       ],
       [
         /^for i in/,
@@ -115,7 +124,7 @@ test('lab up: the demo and every printed step work as written; check, why; lab d
       const [pattern, expect] = expectations[i] ?? [];
       assert.ok(pattern?.test(step), `step ${i + 1} is "${step}"`);
       const ran = await sh(step);
-      if (pattern !== expectations[2]?.[0]) assert.equal(ran.code, 0, `${step}\n${ran.stderr}`);
+      if (pattern !== expectations[4]?.[0]) assert.equal(ran.code, 0, `${step}\n${ran.stderr}`);
       expect?.(ran);
     }
 
