@@ -3,6 +3,8 @@
  * back-pressure, half-close and byte counts, and the socket methods Node's HTTP machinery
  * calls on a connection, added to a Duplex that lacks them (an HTTP/2 stream, a test pair).
  */
+import { constants as h2 } from 'node:http2';
+import { Socket } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
 
 export interface SpliceResult {
@@ -66,8 +68,8 @@ export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
           result.error = err;
           result.errorSide = name;
         }
-        side.destroy();
-        other.destroy();
+        abortStream(side);
+        abortStream(other);
       };
       side.on('error', fail);
       const onClose = () => {
@@ -86,6 +88,32 @@ export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
       result.bToA += n;
     });
   });
+}
+
+/**
+ * Tears a downstream or upstream stream down as a failure the peer can see: a TCP socket gets
+ * RST, an HTTP/2 stream (an HBONE tunnel) RST_STREAM CONNECT_ERROR, anything else is destroyed.
+ */
+export function abortStream(s: Duplex): void {
+  if (s.destroyed) return;
+  if (s instanceof Socket) {
+    if (!s.connecting && !s.writableEnded) {
+      try {
+        s.resetAndDestroy();
+        return;
+      } catch {
+        // fall through to a plain destroy
+      }
+    }
+    s.destroy();
+    return;
+  }
+  const stream = s as Duplex & { close?: (code: number) => void; rstCode?: number };
+  if ('rstCode' in stream && typeof stream.close === 'function') {
+    stream.close(h2.NGHTTP2_CONNECT_ERROR);
+    return;
+  }
+  s.destroy();
 }
 
 const kTimer = Symbol('meshd.l7.timer');
