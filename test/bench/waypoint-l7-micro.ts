@@ -95,13 +95,22 @@ async function engineRole(upstreamPort: number, detect: boolean): Promise<void> 
     }
     if (m.cmd === 'exit') {
       engine.destroy();
-      process.exit(0);
+      server.close();
+      // process.exit() would skip writing a --cpu-prof profile.
+      process.disconnect?.();
+      setTimeout(() => process.exit(0), 2_000).unref();
     }
   });
 }
 
 function child(role: string, args: string[]) {
-  const c = fork(self, [role, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // L7_ENGINE_NODE_FLAGS adds Node flags to the engine process only (e.g. --cpu-prof).
+  const flags =
+    role === 'engine' ? (process.env.L7_ENGINE_NODE_FLAGS ?? '').split(' ').filter(Boolean) : [];
+  const c = fork(self, [role, ...args], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: [...process.execArgv, ...flags],
+  });
   const ask = <T>(cmd: string): Promise<T> => {
     const reply = once(c, 'message') as Promise<[T]>;
     c.send({ cmd });
@@ -201,7 +210,7 @@ async function main(): Promise<void> {
 }
 
 const [role, ...rest] = process.argv.slice(2);
-if (role === 'upstream' || role === 'engine') process.once('disconnect', () => process.exit(0));
+if (role === 'upstream') process.once('disconnect', () => process.exit(0));
 if (role === 'upstream') void upstreamRole(Number(rest[0] ?? 64));
 else if (role === 'engine') void engineRole(Number(rest[0]), rest[1] === 'detect');
 else await main();
