@@ -119,6 +119,7 @@ export function abortStream(s: Duplex): void {
 const kTimer = Symbol('meshd.l7.timer');
 
 interface Shimmed {
+  [kStringsAsBuffers]?: boolean;
   setTimeout?: unknown;
   setKeepAlive?: unknown;
   setNoDelay?: unknown;
@@ -148,6 +149,32 @@ function clearShimTimer(this: Duplex & Shimmed): void {
   if (timer) clearTimeout(timer);
 }
 
+const kStringsAsBuffers = Symbol('meshd.l7.strings-as-buffers');
+
+/**
+ * Node's HTTP machinery writes its header blocks as latin1 strings, corked, so several writes
+ * reach the stream as one writev. An HTTP/2 stream given a writev with string chunks sends
+ * garbage in their place (Node 24: the copy of the strings is freed before nghttp2 reads it;
+ * seen as a corrupt status line). Strings are made Buffers before they get that far.
+ */
+function writeStringsAsBuffers(
+  this: Duplex,
+  chunk: unknown,
+  encoding?: BufferEncoding | ((err?: Error | null) => void),
+  cb?: (err?: Error | null) => void,
+): boolean {
+  const write = Object.getPrototypeOf(this).write as (this: Duplex, ...args: unknown[]) => boolean;
+  if (typeof chunk === 'string') {
+    const buf = Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8');
+    return typeof encoding === 'function'
+      ? write.call(this, buf, encoding)
+      : write.call(this, buf, cb);
+  }
+  return typeof encoding === 'function'
+    ? write.call(this, chunk, encoding)
+    : write.call(this, chunk, encoding as BufferEncoding, cb);
+}
+
 function self(this: unknown): unknown {
   return this;
 }
@@ -159,6 +186,10 @@ function self(this: unknown): unknown {
  */
 export function socketLike<T extends Duplex>(d: T): T {
   const s = d as T & Shimmed;
+  if (!(d instanceof Socket) && s[kStringsAsBuffers] !== true) {
+    s[kStringsAsBuffers] = true;
+    s.write = writeStringsAsBuffers;
+  }
   if (typeof s.setTimeout !== 'function') s.setTimeout = shimSetTimeout;
   if (typeof s.setKeepAlive !== 'function') s.setKeepAlive = self;
   if (typeof s.setNoDelay !== 'function') s.setNoDelay = self;
