@@ -368,6 +368,7 @@ test('request smuggling and oversized headers get 400/431 and a closed connectio
         400,
       ],
       ['space before colon', 'GET / HTTP/1.1\r\nHost : a\r\n\r\n', 400],
+      ['no Host', 'GET /nohost HTTP/1.1\r\nAccept: */*\r\n\r\n', 400],
       [
         'oversized headers',
         `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'b'.repeat(10_000)}\r\n\r\n`,
@@ -387,16 +388,16 @@ test('request smuggling and oversized headers get 400/431 and a closed connectio
     const logged = h.logs.filter((l) => l.code === 'l7.bad-request');
     assert.equal(logged.length, 1, 'bad input is logged once per window');
     assert.equal(h.logs.filter((l) => l.code === 'l7.header-overflow').length, 1);
-    await until(() => h.records.length === 8);
+    await until(() => h.records.length === 9);
     const dpe = h.records.filter((r) => r.responseFlags === 'DPE');
     assert.deepEqual(
       dpe.map((r) => r.status),
-      [400, 400, 400, 400, 400, 431],
+      [400, 400, 400, 400, 400, 400, 431],
       JSON.stringify(h.records.map((r) => [r.path, r.status, r.responseFlags])),
     );
     assert.equal(
       h.records.length,
-      8,
+      9,
       `one record per request, bad ones included: ${JSON.stringify(h.records.map((r) => [r.path, r.status, r.responseFlags]))}`,
     );
     // Only the request with a bad chunk got as far as its headers (bodies stream); none of

@@ -49,6 +49,13 @@ interface PreconnectedOptions extends RequestOptions {
 
 function noop(): void {}
 
+const MISSING_HOST: LocalReply = {
+  status: 400,
+  headers: { 'content-type': 'text/plain', 'content-length': '19', connection: 'close' },
+  body: 'missing Host header',
+  grpcStatus: undefined,
+};
+
 /** A generic Duplex (not a TCP socket) that the upstream half-closes is ended by us too. */
 function endOnEnd(this: Duplex): void {
   if (!this.writableEnded) this.end();
@@ -315,7 +322,8 @@ export class Http1Proxy {
     const l = core.limits;
     this.#server = createServer({
       maxHeaderSize: l.maxHeaderBytes,
-      requireHostHeader: true,
+      // Checked in #onRequest instead, so the refusal is recorded like any other request.
+      requireHostHeader: false,
       headersTimeout: l.headersTimeoutMs,
       requestTimeout: l.requestTimeoutMs,
       keepAliveTimeout: l.keepAliveTimeoutMs,
@@ -392,6 +400,22 @@ export class Http1Proxy {
     ex.upstreamHeaders = h.headers;
     ex.requestId = h.requestId;
     ex.traceId = h.traceId;
+    if (req.headers.host === undefined && req.httpVersionMinor >= 1) {
+      // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused with 400.
+      core.counters.badRequests++;
+      ex.flag = 'DPE';
+      core.log(
+        'warn',
+        'l7.bad-request',
+        `HTTP/1.1 request without Host from ${tunnel.ctx.sourceIp}`,
+        {
+          source: tunnel.ctx.sourcePrincipal ?? tunnel.ctx.sourceIp,
+          reason: 'missing Host',
+        },
+      );
+      ex.reply(MISSING_HOST);
+      return;
+    }
     const verdict = core.authorize(view, tunnel.ctx);
     if (!verdict.allowed) {
       core.counters.denied++;
