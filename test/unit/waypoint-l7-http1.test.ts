@@ -619,3 +619,37 @@ test('graceful close: the in-flight response finishes with Connection: close, id
     busy.destroy();
   });
 });
+
+test('a kept-alive upstream connection that dies as it is reused is retried once on a new one', async () => {
+  const perSocket = new WeakMap<object, number>();
+  let connections = 0;
+  const up = http.createServer((req, res) => {
+    const n = (perSocket.get(req.socket) ?? 0) + 1;
+    perSocket.set(req.socket, n);
+    if (n === 2)
+      req.socket.destroy(); // dies instead of answering its second request
+    else res.end(`answer ${req.url}`);
+  });
+  up.on('connection', () => {
+    connections++;
+  });
+  await listen(up);
+  const h = await startHarness({ target: target('http', [endpointOf(up)]) });
+  await withHarness(h, [up], async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    assert.equal((await request(h.port, { agent, path: '/1' })).body.toString(), 'answer /1');
+    const second = await request(h.port, { agent, path: '/2' });
+    assert.equal(second.status, 200);
+    assert.equal(second.body.toString(), 'answer /2');
+    assert.equal(connections, 2);
+    agent.destroy();
+    await until(() => h.records.length === 2);
+    assert.deepEqual(
+      h.records.map((r) => [r.status, r.responseFlags]),
+      [
+        [200, '-'],
+        [200, '-'],
+      ],
+    );
+  });
+});
