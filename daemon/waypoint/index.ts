@@ -4,4 +4,5 @@
  * (h2c, gRPC) or opaque TCP to the destination's endpoints over HBONE, as itself.
  */
 export { startWaypoint, type WaypointHandle } from './app.js';
+export * from './l7/index.js';
 export { runWaypoint } from './run.js';

@@ -368,6 +368,7 @@ test('request smuggling and oversized headers get 400/431 and a closed connectio
         400,
       ],
       ['space before colon', 'GET / HTTP/1.1\r\nHost : a\r\n\r\n', 400],
+      ['no Host', 'GET /nohost HTTP/1.1\r\nAccept: */*\r\n\r\n', 400],
       [
         'oversized headers',
         `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'b'.repeat(10_000)}\r\n\r\n`,
@@ -387,16 +388,16 @@ test('request smuggling and oversized headers get 400/431 and a closed connectio
     const logged = h.logs.filter((l) => l.code === 'l7.bad-request');
     assert.equal(logged.length, 1, 'bad input is logged once per window');
     assert.equal(h.logs.filter((l) => l.code === 'l7.header-overflow').length, 1);
-    await until(() => h.records.length === 8);
+    await until(() => h.records.length === 9);
     const dpe = h.records.filter((r) => r.responseFlags === 'DPE');
     assert.deepEqual(
       dpe.map((r) => r.status),
-      [400, 400, 400, 400, 400, 431],
+      [400, 400, 400, 400, 400, 400, 431],
       JSON.stringify(h.records.map((r) => [r.path, r.status, r.responseFlags])),
     );
     assert.equal(
       h.records.length,
-      8,
+      9,
       `one record per request, bad ones included: ${JSON.stringify(h.records.map((r) => [r.path, r.status, r.responseFlags]))}`,
     );
     // Only the request with a bad chunk got as far as its headers (bodies stream); none of
@@ -616,5 +617,39 @@ test('graceful close: the in-flight response finishes with Connection: close, id
     assert.equal(h.engine.stats().tunnels, 0);
     idle.destroy();
     busy.destroy();
+  });
+});
+
+test('a kept-alive upstream connection that dies as it is reused is retried once on a new one', async () => {
+  const perSocket = new WeakMap<object, number>();
+  let connections = 0;
+  const up = http.createServer((req, res) => {
+    const n = (perSocket.get(req.socket) ?? 0) + 1;
+    perSocket.set(req.socket, n);
+    if (n === 2)
+      req.socket.destroy(); // dies instead of answering its second request
+    else res.end(`answer ${req.url}`);
+  });
+  up.on('connection', () => {
+    connections++;
+  });
+  await listen(up);
+  const h = await startHarness({ target: target('http', [endpointOf(up)]) });
+  await withHarness(h, [up], async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    assert.equal((await request(h.port, { agent, path: '/1' })).body.toString(), 'answer /1');
+    const second = await request(h.port, { agent, path: '/2' });
+    assert.equal(second.status, 200);
+    assert.equal(second.body.toString(), 'answer /2');
+    assert.equal(connections, 2);
+    agent.destroy();
+    await until(() => h.records.length === 2);
+    assert.deepEqual(
+      h.records.map((r) => [r.status, r.responseFlags]),
+      [
+        [200, '-'],
+        [200, '-'],
+      ],
+    );
   });
 });

@@ -13,6 +13,7 @@ import {
   type Harness,
   startHarness,
   target,
+  tcpConnect,
   until,
 } from '../support/waypoint-l7-harness.js';
 
@@ -469,6 +470,34 @@ test('graceful close sends GOAWAY and lets the in-flight stream finish', async (
     assert.equal(r.rstCode, 0);
     await closing;
     assert.equal(h.engine.stats().tunnels, 0);
+  } finally {
+    session.destroy();
+    await h.close();
+    up.server.close();
+  }
+});
+
+test('streams that arrive while the upstream session opens share it: one connect for 20 streams', async () => {
+  const up = await h2Server((stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('ok');
+  });
+  const h = await startHarness({
+    target: target('http2', [endpointOf(up.server)]),
+    connect: async (e, signal) => {
+      await new Promise((r) => setTimeout(r, 50));
+      return tcpConnect(e, signal);
+    },
+  });
+  const session = http2.connect(`http://127.0.0.1:${h.port}`);
+  session.on('error', () => {});
+  try {
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => h2Request(session, { ':path': `/p${i}` })),
+    );
+    assert.ok(replies.every((r) => r.body.toString() === 'ok'));
+    assert.equal(h.connects.length, 1);
+    assert.equal(up.sessions(), 1);
   } finally {
     session.destroy();
     await h.close();

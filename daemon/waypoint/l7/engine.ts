@@ -8,7 +8,7 @@ import { EngineCore, type EngineCounters, type Tunnel } from './core.js';
 import { configuredProtocol, detectProtocol, type TunnelProtocol } from './detect.js';
 import { Http1Proxy } from './http1.js';
 import { Http2Proxy } from './http2.js';
-import { splice } from './pump.js';
+import { abortStream, splice } from './pump.js';
 import {
   DEFAULT_L7_LIMITS,
   type DownstreamContext,
@@ -177,7 +177,7 @@ export class L7Engine {
     const first = core.pick(endpoints);
     if (first === undefined) {
       flag = 'UH';
-      t.stream.destroy();
+      abortStream(t.stream);
     } else {
       const ac = new AbortController();
       const onGone = () => ac.abort();
@@ -187,7 +187,7 @@ export class L7Engine {
       if (!outcome.ok || outcome.stream === undefined) {
         flag = outcome.ok ? 'UF' : outcome.flag;
         endpointId = outcome.endpoint?.id;
-        t.stream.destroy();
+        abortStream(t.stream);
       } else if (t.stream.destroyed) {
         flag = 'DC';
         endpointId = outcome.endpoint.id;

@@ -18,6 +18,11 @@ export interface RequestHeaderResult {
 
 /** Connection tokens that name no other field worth a second pass. */
 function namesOtherFields(connection: string): boolean {
+  // The common values, without splitting.
+  if (connection.length === 10 || connection.length === 5) {
+    const l = connection.toLowerCase();
+    if (l === 'keep-alive' || l === 'close') return false;
+  }
   for (const token of connection.split(',')) {
     const t = token.trim().toLowerCase();
     if (t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade') return true;

@@ -49,6 +49,13 @@ interface PreconnectedOptions extends RequestOptions {
 
 function noop(): void {}
 
+const MISSING_HOST: LocalReply = {
+  status: 400,
+  headers: { 'content-type': 'text/plain', 'content-length': '19', connection: 'close' },
+  body: 'missing Host header',
+  grpcStatus: undefined,
+};
+
 /** A generic Duplex (not a TCP socket) that the upstream half-closes is ended by us too. */
 function endOnEnd(this: Duplex): void {
   if (!this.writableEnded) this.end();
@@ -108,6 +115,38 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
 }
 
+/**
+ * Listeners are shared functions that find their exchange through a symbol on the emitter:
+ * no closures are made per request on this path.
+ */
+const kEx = Symbol('meshd.l7.exchange');
+type Carrier = { [kEx]?: H1Exchange };
+const exOf = (emitter: unknown): H1Exchange => (emitter as Carrier)[kEx] as H1Exchange;
+function upResponseListener(this: unknown, upRes: IncomingMessage): void {
+  exOf(this).onResponse(upRes);
+}
+function upErrorListener(this: unknown, err: NodeJS.ErrnoException): void {
+  exOf(this).onUpError(err);
+}
+function upContinueListener(this: unknown): void {
+  exOf(this).onContinue();
+}
+function upDataListener(this: unknown, chunk: Buffer): void {
+  exOf(this).onUpData(chunk);
+}
+function upEndListener(this: unknown): void {
+  exOf(this).onUpEnd();
+}
+function upResCloseListener(this: unknown): void {
+  exOf(this).onUpResClose();
+}
+function resDrainListener(this: unknown): void {
+  exOf(this).onResDrain();
+}
+function resCloseListener(this: unknown): void {
+  exOf(this).onClose();
+}
+
 /** One downstream request and its upstream exchange. */
 class H1Exchange {
   readonly proxy: Http1Proxy;
@@ -142,11 +181,7 @@ class H1Exchange {
     this.grpc = isGrpc(req.headers['content-type']);
   }
 
-  readonly countRequest = (n: number): void => {
-    this.requestBytes += n;
-  };
-
-  readonly onResponse = (upRes: IncomingMessage): void => {
+  onResponse(upRes: IncomingMessage): void {
     this.upRes = upRes;
     const res = this.res;
     if (this.closed || res.headersSent) {
@@ -159,45 +194,46 @@ class H1Exchange {
       upRes.statusMessage ?? '',
       downstreamResponseHeaders(upRes.rawHeaders, false, this.proxy.core.draining),
     );
+    (upRes as Carrier)[kEx] = this;
     upRes.on('error', noop);
-    upRes.on('data', this.onUpData);
-    upRes.once('end', this.onUpEnd);
-    upRes.once('close', this.onUpResClose);
-  };
+    upRes.on('data', upDataListener);
+    upRes.once('end', upEndListener);
+    upRes.once('close', upResCloseListener);
+  }
 
-  readonly onUpData = (chunk: Buffer): void => {
+  onUpData(chunk: Buffer): void {
     this.responseBytes += chunk.length;
     if (!this.res.write(chunk)) {
       this.upRes?.pause();
-      this.res.once('drain', this.onResDrain);
+      this.res.once('drain', resDrainListener);
     }
-  };
+  }
 
-  readonly onResDrain = (): void => {
+  onResDrain(): void {
     this.upRes?.resume();
-  };
+  }
 
-  readonly onUpEnd = (): void => {
+  onUpEnd(): void {
     const upRes = this.upRes as IncomingMessage;
     if (upRes.rawTrailers.length > 0) {
       this.grpcStatus = grpcStatusOf(upRes.trailers['grpc-status']) ?? this.grpcStatus;
       this.res.addTrailers(pairs(upRes.rawTrailers));
     }
     this.res.end();
-  };
+  }
 
-  readonly onUpResClose = (): void => {
+  onUpResClose(): void {
     if (this.upRes?.complete || this.closed) return;
     // The upstream connection broke in the middle of the response body.
     if (this.flag === '-') this.flag = 'UC';
     this.res.destroy();
-  };
+  }
 
-  readonly onContinue = (): void => {
+  onContinue(): void {
     if (!this.closed && !this.res.headersSent) this.res.writeContinue();
-  };
+  }
 
-  readonly onUpError = (err: NodeJS.ErrnoException): void => {
+  onUpError(err: NodeJS.ErrnoException): void {
     if (this.closed || this.flag === 'DPE') return; // closed, or cut for bad input
     if (this.upRes !== undefined) {
       if (this.flag === '-') this.flag = 'UC';
@@ -222,9 +258,9 @@ class H1Exchange {
     });
     this.flag = this.retried ? 'URX' : 'UC';
     this.reply(upstreamFailureReply(this.flag, this.grpc));
-  };
+  }
 
-  readonly onClose = (): void => {
+  onClose(): void {
     if (this.closed) return;
     this.closed = true;
     const res = this.res;
@@ -237,7 +273,7 @@ class H1Exchange {
       this.upReq.destroy();
     }
     this.proxy.finished(this);
-  };
+  }
 
   reply(r: LocalReply): void {
     const res = this.res;
@@ -286,7 +322,8 @@ export class Http1Proxy {
     const l = core.limits;
     this.#server = createServer({
       maxHeaderSize: l.maxHeaderBytes,
-      requireHostHeader: true,
+      // Checked in #onRequest instead, so the refusal is recorded like any other request.
+      requireHostHeader: false,
       headersTimeout: l.headersTimeoutMs,
       requestTimeout: l.requestTimeoutMs,
       keepAliveTimeout: l.keepAliveTimeoutMs,
@@ -349,7 +386,8 @@ export class Http1Proxy {
     tunnel.active++;
     core.counters.requestsActive++;
     core.counters.requestsTotal++;
-    res.once('close', ex.onClose);
+    (res as Carrier)[kEx] = ex;
+    res.once('close', resCloseListener);
     const view: RequestView = {
       method: req.method ?? 'GET',
       path: req.url ?? '/',
@@ -362,6 +400,22 @@ export class Http1Proxy {
     ex.upstreamHeaders = h.headers;
     ex.requestId = h.requestId;
     ex.traceId = h.traceId;
+    if (req.headers.host === undefined && req.httpVersionMinor >= 1) {
+      // RFC 9112 §3.2: an HTTP/1.1 request without Host is refused with 400.
+      core.counters.badRequests++;
+      ex.flag = 'DPE';
+      core.log(
+        'warn',
+        'l7.bad-request',
+        `HTTP/1.1 request without Host from ${tunnel.ctx.sourceIp}`,
+        {
+          source: tunnel.ctx.sourcePrincipal ?? tunnel.ctx.sourceIp,
+          reason: 'missing Host',
+        },
+      );
+      ex.reply(MISSING_HOST);
+      return;
+    }
     const verdict = core.authorize(view, tunnel.ctx);
     if (!verdict.allowed) {
       core.counters.denied++;
@@ -414,11 +468,16 @@ export class Http1Proxy {
     const upReq = httpRequest(options);
     if (stream !== undefined && stream[kUsed] !== true) stream.destroy(); // a free one was taken
     ex.upReq = upReq;
-    upReq.on('response', ex.onResponse);
-    upReq.on('error', ex.onUpError);
-    upReq.on('continue', ex.onContinue);
+    (upReq as Carrier)[kEx] = ex;
+    upReq.on('response', upResponseListener);
+    upReq.on('error', upErrorListener);
+    upReq.on('continue', upContinueListener);
     if (!hasBody(req)) upReq.end();
-    else forward(req, upReq as unknown as Writable, ex.countRequest);
+    else {
+      forward(req, upReq as unknown as Writable, (n) => {
+        ex.requestBytes += n;
+      });
+    }
   }
 
   finished(ex: H1Exchange): void {

@@ -200,6 +200,7 @@ export class Http2Proxy {
   readonly core: EngineCore;
   readonly #server: Http2Server;
   readonly #upstream = new Map<string, ClientHttp2Session>();
+  readonly #pending = new Map<string, Promise<ClientHttp2Session | undefined>>();
 
   constructor(core: EngineCore) {
     this.core = core;
@@ -354,8 +355,30 @@ export class Http2Proxy {
       return;
     }
     const session = this.#pooledSession(first);
-    if (session !== undefined) this.#send(ex, first, session);
+    if (session !== undefined) {
+      this.#send(ex, first, session);
+      return;
+    }
+    // Streams that arrive while a session to their endpoint is being opened wait for it
+    // rather than open one each.
+    const pending = this.#pending.get(first.id);
+    if (pending !== undefined) void this.#afterPending(ex, endpoints, first, pending);
     else void this.#connectAndSend(ex, endpoints, first);
+  }
+
+  async #afterPending(
+    ex: H2Exchange,
+    endpoints: readonly Endpoint[],
+    first: Endpoint,
+    pending: Promise<ClientHttp2Session | undefined>,
+  ) {
+    const session = await pending;
+    if (ex.closed) return;
+    if (session !== undefined && !session.closed && !session.destroyed) {
+      this.#send(ex, first, session);
+    } else {
+      await this.#connectAndSend(ex, endpoints, first);
+    }
   }
 
   #pooledSession(e: Endpoint): ClientHttp2Session | undefined {
@@ -367,21 +390,36 @@ export class Http2Proxy {
 
   async #connectAndSend(ex: H2Exchange, endpoints: readonly Endpoint[], first: Endpoint) {
     ex.abort = new AbortController();
-    const outcome = await this.core.connectFrom(endpoints, first, this.#pooled, ex.abort.signal);
-    if (ex.closed) {
-      if (outcome.ok) outcome.stream?.destroy();
-      return;
+    let settle: (s: ClientHttp2Session | undefined) => void = noop;
+    const pending = new Promise<ClientHttp2Session | undefined>((resolve) => {
+      settle = resolve;
+    });
+    const mine = !this.#pending.has(first.id);
+    if (mine) this.#pending.set(first.id, pending);
+    let session: ClientHttp2Session | undefined;
+    let forFirst: ClientHttp2Session | undefined;
+    let outcome: Awaited<ReturnType<EngineCore['connectFrom']>> | undefined;
+    try {
+      outcome = await this.core.connectFrom(endpoints, first, this.#pooled, ex.abort.signal);
+      if (outcome.ok) {
+        // Opened even when this stream is gone meanwhile: the others waiting want it.
+        session =
+          outcome.stream === undefined
+            ? this.#pooledSession(outcome.endpoint)
+            : this.#open(outcome.endpoint, outcome.stream);
+        if (outcome.endpoint.id === first.id) forFirst = session;
+      }
+    } finally {
+      if (mine && this.#pending.get(first.id) === pending) this.#pending.delete(first.id);
+      settle(forFirst); // the waiters connect themselves when this went elsewhere or failed
     }
+    if (ex.closed) return;
     if (!outcome.ok) {
       ex.flag = outcome.flag;
       ex.endpoint = outcome.endpoint;
       ex.reply(upstreamFailureReply(outcome.flag, ex.grpc));
       return;
     }
-    const session =
-      outcome.stream === undefined
-        ? this.#pooledSession(outcome.endpoint)
-        : this.#open(outcome.endpoint, outcome.stream);
     if (session === undefined) {
       ex.flag = 'UC';
       ex.reply(upstreamFailureReply('UC', ex.grpc));

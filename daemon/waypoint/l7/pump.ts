@@ -3,6 +3,8 @@
  * back-pressure, half-close and byte counts, and the socket methods Node's HTTP machinery
  * calls on a connection, added to a Duplex that lacks them (an HTTP/2 stream, a test pair).
  */
+import { constants as h2 } from 'node:http2';
+import { Socket } from 'node:net';
 import type { Duplex, Readable, Writable } from 'node:stream';
 
 export interface SpliceResult {
@@ -66,8 +68,8 @@ export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
           result.error = err;
           result.errorSide = name;
         }
-        side.destroy();
-        other.destroy();
+        abortStream(side);
+        abortStream(other);
       };
       side.on('error', fail);
       const onClose = () => {
@@ -88,9 +90,36 @@ export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
   });
 }
 
+/**
+ * Tears a downstream or upstream stream down as a failure the peer can see: a TCP socket gets
+ * RST, an HTTP/2 stream (an HBONE tunnel) RST_STREAM CONNECT_ERROR, anything else is destroyed.
+ */
+export function abortStream(s: Duplex): void {
+  if (s.destroyed) return;
+  if (s instanceof Socket) {
+    if (!s.connecting && !s.writableEnded) {
+      try {
+        s.resetAndDestroy();
+        return;
+      } catch {
+        // fall through to a plain destroy
+      }
+    }
+    s.destroy();
+    return;
+  }
+  const stream = s as Duplex & { close?: (code: number) => void; rstCode?: number };
+  if ('rstCode' in stream && typeof stream.close === 'function') {
+    stream.close(h2.NGHTTP2_CONNECT_ERROR);
+    return;
+  }
+  s.destroy();
+}
+
 const kTimer = Symbol('meshd.l7.timer');
 
 interface Shimmed {
+  [kStringsAsBuffers]?: boolean;
   setTimeout?: unknown;
   setKeepAlive?: unknown;
   setNoDelay?: unknown;
@@ -120,34 +149,30 @@ function clearShimTimer(this: Duplex & Shimmed): void {
   if (timer) clearTimeout(timer);
 }
 
-interface Chunk {
-  chunk: Buffer | string;
-  encoding: BufferEncoding | 'buffer';
-}
+const kStringsAsBuffers = Symbol('meshd.l7.strings-as-buffers');
 
 /**
- * Node 24's HTTP/2 stream mangles string chunks of a writev (as far as we can tell their
- * copied bytes are gone by the time nghttp2 sends them): http.Server writes a response's head
- * as a latin1 string next to the body's Buffer, and the client read garbage in place of
- * "HTTP/1.1 200 OK" (seen through HBONE). Strings become Buffers before they reach the stream.
+ * Node's HTTP machinery writes its header blocks as latin1 strings, corked, so several writes
+ * reach the stream as one writev. An HTTP/2 stream given a writev with string chunks sends
+ * garbage in their place (Node 24: the copy of the strings is freed before nghttp2 reads it;
+ * seen as a corrupt status line). Strings are made Buffers before they get that far.
  */
-function buffersOnly(stream: Duplex): void {
-  const s = stream as Duplex & {
-    _writev?: (chunks: Chunk[], cb: (err?: Error | null) => void) => void;
-    __buffersOnly?: true;
-  };
-  const writev = s._writev;
-  if (s.__buffersOnly || typeof writev !== 'function') return;
-  s.__buffersOnly = true;
-  s._writev = function (chunks, cb) {
-    for (const c of chunks) {
-      if (typeof c.chunk === 'string') {
-        c.chunk = Buffer.from(c.chunk, c.encoding === 'buffer' ? 'utf8' : c.encoding);
-        c.encoding = 'buffer';
-      }
-    }
-    writev.call(this, chunks, cb);
-  };
+function writeStringsAsBuffers(
+  this: Duplex,
+  chunk: unknown,
+  encoding?: BufferEncoding | ((err?: Error | null) => void),
+  cb?: (err?: Error | null) => void,
+): boolean {
+  const write = Object.getPrototypeOf(this).write as (this: Duplex, ...args: unknown[]) => boolean;
+  if (typeof chunk === 'string') {
+    const buf = Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8');
+    return typeof encoding === 'function'
+      ? write.call(this, buf, encoding)
+      : write.call(this, buf, cb);
+  }
+  return typeof encoding === 'function'
+    ? write.call(this, chunk, encoding)
+    : write.call(this, chunk, encoding as BufferEncoding, cb);
 }
 
 function self(this: unknown): unknown {
@@ -161,7 +186,10 @@ function self(this: unknown): unknown {
  */
 export function socketLike<T extends Duplex>(d: T): T {
   const s = d as T & Shimmed;
-  if ('session' in s) buffersOnly(s);
+  if (!(d instanceof Socket) && s[kStringsAsBuffers] !== true) {
+    s[kStringsAsBuffers] = true;
+    s.write = writeStringsAsBuffers;
+  }
   if (typeof s.setTimeout !== 'function') s.setTimeout = shimSetTimeout;
   if (typeof s.setKeepAlive !== 'function') s.setKeepAlive = self;
   if (typeof s.setNoDelay !== 'function') s.setNoDelay = self;
