@@ -33,5 +33,5 @@ export {
   normalizeRequestPath,
   type RequestAttributes,
 } from './request.js';
-export { type NamespacedName, policiesForTarget, type RequestTarget } from './targets.js';
+export { policiesForTarget, type RequestTarget } from './targets.js';
 export { l7Warnings } from './warnings.js';
