@@ -33,6 +33,6 @@ export {
   normalizeRequestPath,
   type RequestAttributes,
 } from './request.js';
-export { type NamespacedName, policiesForTarget, type RequestTarget } from './targets.js';
+export { policiesForTarget, type RequestTarget } from './targets.js';
 export { l7Warnings } from './warnings.js';
 export { checkWaypointOnly, type GuardedPort } from './waypoint-only.js';

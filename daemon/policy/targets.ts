@@ -1,11 +1,6 @@
 /** Which AuthorizationPolicies a waypoint applies to a request: those whose targetRefs name it. */
-import type { AuthorizationPolicy, PolicyTargetRef } from '../model/index.js';
+import type { AuthorizationPolicy, NamespacedName, PolicyTargetRef } from '../model/index.js';
 import { comesBefore } from './decision.js';
-
-export interface NamespacedName {
-  namespace: string;
-  name: string;
-}
 
 /** What a request at a waypoint is for: the waypoint, and the Service it was addressed to. */
 export interface RequestTarget {
