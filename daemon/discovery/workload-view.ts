@@ -34,6 +34,9 @@ export function peerOf(
   trustDomain: string,
   identity?: string,
 ): Peer {
+  const labels = workload?.metadata.labels;
+  const app = labels?.app ?? labels?.['app.kubernetes.io/name'] ?? '';
+  const version = labels?.version ?? labels?.['app.kubernetes.io/version'] ?? '';
   return {
     workload: workload?.metadata.name ?? '',
     namespace: workload?.metadata.namespace ?? '',
@@ -41,6 +44,10 @@ export function peerOf(
       identity ?? (workload ? workloadIdentity(workload, trustDomain) : undefined),
     ),
     ip,
+    app,
+    version,
+    canonicalService: labels?.['service.istio.io/canonical-name'] ?? app,
+    canonicalRevision: labels?.['service.istio.io/canonical-revision'] ?? version,
   };
 }
 

@@ -13,6 +13,11 @@ export interface Peer {
   namespace: string;
   principal: string;
   ip: string;
+  /** From the workload's labels (see peerLabels); empty when unknown. */
+  app?: string;
+  version?: string;
+  canonicalService?: string;
+  canonicalRevision?: string;
 }
 
 /**
@@ -37,18 +42,35 @@ export interface ConnectionRecord {
   policy?: string;
 }
 
+/** Istio's standard label set, the same the waypoint's request metrics carry. */
 const TCP_LABELS = [
   'reporter',
   'source_workload',
   'source_workload_namespace',
   'source_principal',
+  'source_app',
+  'source_version',
+  'source_canonical_service',
+  'source_canonical_revision',
+  'source_cluster',
   'destination_workload',
   'destination_workload_namespace',
   'destination_principal',
+  'destination_app',
+  'destination_version',
   'destination_service',
+  'destination_service_name',
+  'destination_service_namespace',
+  'destination_canonical_service',
+  'destination_canonical_revision',
+  'destination_cluster',
+  'request_protocol',
   'connection_security_policy',
   'response_flags',
 ] as const;
+
+/** Istio's default cluster name, which its dashboards expect. */
+export const CLUSTER_NAME = 'Kubernetes';
 
 const UNKNOWN = 'unknown';
 const ACCESS_MSG = 'connection complete';
@@ -183,15 +205,31 @@ export class DataplaneMetrics {
   }
 
   #labels(r: LabelSource): Record<TcpLabel, string> {
+    const { source: src, destination: dst } = r;
+    // `service` is "<name>.<namespace>"; Istio's destination_service is the FQDN.
+    const [serviceName = '', serviceNamespace = ''] = (dst.service ?? '').split('.');
     return {
       reporter: r.direction === 'outbound' ? 'source' : 'destination',
-      source_workload: r.source.workload || UNKNOWN,
-      source_workload_namespace: r.source.namespace || UNKNOWN,
-      source_principal: r.source.principal || UNKNOWN,
-      destination_workload: r.destination.workload || UNKNOWN,
-      destination_workload_namespace: r.destination.namespace || UNKNOWN,
-      destination_principal: r.destination.principal || UNKNOWN,
-      destination_service: r.destination.service || UNKNOWN,
+      source_workload: src.workload || UNKNOWN,
+      source_workload_namespace: src.namespace || UNKNOWN,
+      source_principal: src.principal || UNKNOWN,
+      source_app: src.app || UNKNOWN,
+      source_version: src.version || UNKNOWN,
+      source_canonical_service: src.canonicalService || src.workload || UNKNOWN,
+      source_canonical_revision: src.canonicalRevision || 'latest',
+      source_cluster: CLUSTER_NAME,
+      destination_workload: dst.workload || UNKNOWN,
+      destination_workload_namespace: dst.namespace || UNKNOWN,
+      destination_principal: dst.principal || UNKNOWN,
+      destination_app: dst.app || UNKNOWN,
+      destination_version: dst.version || UNKNOWN,
+      destination_service: dst.service ? `${dst.service}.svc.cluster.local` : UNKNOWN,
+      destination_service_name: serviceName || UNKNOWN,
+      destination_service_namespace: serviceNamespace || UNKNOWN,
+      destination_canonical_service: dst.canonicalService || dst.workload || UNKNOWN,
+      destination_canonical_revision: dst.canonicalRevision || 'latest',
+      destination_cluster: CLUSTER_NAME,
+      request_protocol: 'tcp',
       connection_security_policy: r.transport === 'hbone' ? 'mutual_tls' : 'none',
       response_flags: r.responseFlags,
     };
@@ -199,7 +237,7 @@ export class DataplaneMetrics {
 
   #seriesOf(r: LabelSource): TcpSeries {
     const { source: src, destination: dst } = r;
-    const key = `${r.direction}\0${r.transport === 'hbone'}\0${r.responseFlags}\0${src.workload}\0${src.namespace}\0${src.principal}\0${dst.workload}\0${dst.namespace}\0${dst.principal}\0${dst.service ?? ''}`;
+    const key = `${r.direction}\0${r.transport === 'hbone'}\0${r.responseFlags}\0${src.workload}\0${src.namespace}\0${src.principal}\0${src.app ?? ''}\0${src.version ?? ''}\0${dst.workload}\0${dst.namespace}\0${dst.principal}\0${dst.app ?? ''}\0${dst.version ?? ''}\0${dst.service ?? ''}`;
     let series = this.#series.get(key);
     if (!series) {
       series = { labels: this.#labels(r), opened: 0, closed: 0, sent: 0, received: 0 };

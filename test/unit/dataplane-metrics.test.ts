@@ -145,3 +145,48 @@ test('records of refused connections are rate-limited per kind; traffic records 
   text = await registry.metrics();
   assert.equal(sample(text, 'istio_tcp_connections_closed_total', 'response_flags="DENY"'), 50);
 });
+
+test("TCP counters carry Istio's full standard label set: app, version, canonical names, the service's FQDN, name and namespace", async () => {
+  const registry = new Registry();
+  const metrics = new DataplaneMetrics(registry, createJsonLogger({ write: () => {} }));
+  metrics.opened(
+    record({
+      source: {
+        ...web,
+        app: 'web',
+        version: 'v2',
+        canonicalService: 'web',
+        canonicalRevision: 'v2',
+      },
+      destination: {
+        ...db,
+        service: 'db.data',
+        app: 'db',
+        version: '',
+        canonicalService: 'db',
+        canonicalRevision: '',
+      },
+    }),
+  );
+  const text = await registry.metrics();
+  assert.equal(
+    sample(
+      text,
+      'istio_tcp_connections_opened_total',
+      'source_app="web"',
+      'source_version="v2"',
+      'source_canonical_service="web"',
+      'source_canonical_revision="v2"',
+      'source_cluster="Kubernetes"',
+      'destination_app="db"',
+      'destination_version="unknown"',
+      'destination_canonical_revision="latest"',
+      'destination_service="db.data.svc.cluster.local"',
+      'destination_service_name="db"',
+      'destination_service_namespace="data"',
+      'destination_cluster="Kubernetes"',
+      'request_protocol="tcp"',
+    ),
+    1,
+  );
+});
