@@ -82,11 +82,19 @@ export class LiveConnections {
   }
 }
 
+/** Per workload, so a plaintext connection or a re-check does not work the ports out again. */
+const guardedCaches = new WeakMap<LocalWorkload, GuardedPortsCache>();
+
 function decideFor(deps: InboundDeps, workload: LocalWorkload) {
-  const guarded = new GuardedPortsCache();
+  let guarded = guardedCaches.get(workload);
+  if (!guarded) {
+    guarded = new GuardedPortsCache();
+    guardedCaches.set(workload, guarded);
+  }
+  const cache = guarded;
   return (attributes: ConnectionAttributes) => {
     const state = deps.state();
-    const ports = guarded.get(state, workload.ref, deps.trustDomain);
+    const ports = cache.get(state, workload.ref, deps.trustDomain);
     const bypass = ports.length > 0 ? checkWaypointOnly(ports, attributes) : undefined;
     if (bypass) return bypass;
     return evaluate(
@@ -101,13 +109,37 @@ function decideFor(deps: InboundDeps, workload: LocalWorkload) {
 
 const family = (ip: string): 4 | 6 => (ip.includes(':') ? 6 : 4);
 
+type InboundRecord = Omit<
+  ConnectionRecord,
+  'sentBytes' | 'receivedBytes' | 'durationMs' | 'responseFlags'
+>;
+
+/** The one record of an inbound connection, where it ends (refused, failed or closed). */
+function finishInbound(
+  deps: InboundDeps,
+  record: InboundRecord,
+  started: number,
+  flag: ResponseFlag,
+  outcome: { error?: string; policy?: string; sent?: number; received?: number } = {},
+): void {
+  deps.metrics.finish({
+    ...record,
+    sentBytes: outcome.sent ?? 0,
+    receivedBytes: outcome.received ?? 0,
+    durationMs: performance.now() - started,
+    responseFlags: flag,
+    error: outcome.error,
+    policy: outcome.policy,
+  });
+}
+
 /** Connects to the application and splices; records the connection when it ends. */
 async function toApplication(
   deps: InboundDeps,
   workload: LocalWorkload,
   live: LiveConnections,
   attributes: ConnectionAttributes,
-  record: Omit<ConnectionRecord, 'sentBytes' | 'receivedBytes' | 'durationMs' | 'responseFlags'>,
+  record: InboundRecord,
   started: number,
   sourcePort: number | undefined,
   signal?: AbortSignal,
@@ -149,13 +181,10 @@ async function toApplication(
     upstream.once('close', () => {
       remove();
       deps.connections.remove(upstream);
-      deps.metrics.finish({
-        ...record,
+      finishInbound(deps, record, started, closedBy?.policy ? 'DENY' : '-', {
         // From the application's side: bytes it wrote went to the client.
-        sentBytes: upstream.bytesRead,
-        receivedBytes: upstream.bytesWritten,
-        durationMs: performance.now() - started,
-        responseFlags: closedBy?.policy ? 'DENY' : '-',
+        sent: upstream.bytesRead,
+        received: upstream.bytesWritten,
         error: closedBy ? `closed: ${closedBy.reason}` : failed?.message,
         policy: closedBy?.policy,
       });
@@ -192,15 +221,7 @@ export function hboneConnectHandler(
       flags: ResponseFlag,
       policy?: string,
     ): ConnectDecision => {
-      deps.metrics.finish({
-        ...record,
-        sentBytes: 0,
-        receivedBytes: 0,
-        durationMs: performance.now() - started,
-        responseFlags: flags,
-        error: reason,
-        policy,
-      });
+      finishInbound(deps, record, started, flags, { error: reason, policy });
       return { status, reason };
     };
     if (!workload.addresses.has(ip))
@@ -285,12 +306,7 @@ export function handlePlaintextInbound(
   if (!decision.allowed) {
     deps.metrics.denied.inc({ reason: decision.reason, policy: decision.policy ?? '' });
     abortSide(client);
-    deps.metrics.finish({
-      ...record,
-      sentBytes: 0,
-      receivedBytes: 0,
-      durationMs: performance.now() - started,
-      responseFlags: 'DENY',
+    finishInbound(deps, record, started, 'DENY', {
       error: `denied: ${decision.reason}`,
       policy: decision.policy,
     });
@@ -300,14 +316,7 @@ export function handlePlaintextInbound(
     (upstream) => void splice(client, upstream),
     (err: unknown) => {
       abortSide(client);
-      deps.metrics.finish({
-        ...record,
-        sentBytes: 0,
-        receivedBytes: 0,
-        durationMs: performance.now() - started,
-        responseFlags: 'UF',
-        error: describeError(err).split('\n')[0],
-      });
+      finishInbound(deps, record, started, 'UF', { error: describeError(err).split('\n')[0] });
     },
   );
 }
