@@ -249,7 +249,7 @@ export function caseTable(s: L7Summary): string {
       'added latency -c50 keep-alive p50 / p99 µs',
       'CPU µs/req keep-alive: all hops / middle',
       'CPU µs/req close: all hops / middle',
-      'middle peak RSS MiB',
+      'middle peak RSS MiB (keep-alive, close)',
       'machine busy',
     ],
     s.cases.map((c) => {

@@ -7,7 +7,8 @@
  * HBONE → waypoint → HBONE → server agent.
  *
  * Usage: npm run bench:l7 [-- --rounds N] [--seconds S] [--cases direct,meshd,...]
- *          [--waypoint-log-level info|warn] [--cpu-prof] [--docs]
+ *          [--figures l7-keepalive,l7-close,l7-latency]
+ *          [--waypoint-log-level info|warn] [--waypoint-flags="--v8-flag ..."] [--cpu-prof] [--docs]
  *        node dist/test/bench/l7.js --report A.json[,B.json] [--docs]   (the section again)
  * --cpu-prof: the waypoint runs with --cpu-prof; its top frames are printed and the profile
  * kept in test/bench/results/. --docs writes the section of docs/benchmarks.md and copies the
@@ -73,7 +74,9 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     seconds: { type: 'string', default: '6' },
     cases: { type: 'string' },
+    figures: { type: 'string' },
     'waypoint-log-level': { type: 'string', default: 'info' },
+    'waypoint-flags': { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     docs: { type: 'boolean', default: false },
     report: { type: 'string' },
@@ -315,10 +318,12 @@ async function main(): Promise<void> {
           MESHD_STATE_DIR: join(dir, 'waypoint-state'),
           MESHD_LOG_LEVEL: options.waypointLogLevel,
         });
+        const flags = [args['waypoint-flags'] ?? ''];
         if (args['cpu-prof']) {
           mkdirSync(profDir, { recursive: true });
-          waypointEnv.MESHD_NODE_FLAGS = `--cpu-prof --cpu-prof-dir=${profDir}`;
+          flags.push(`--cpu-prof --cpu-prof-dir=${profDir}`);
         }
+        if (flags.join('').trim()) waypointEnv.MESHD_NODE_FLAGS = flags.join(' ').trim();
         const waypointLog: string[] = [];
         const wp = watch(
           lab.spawn(WAYPOINT, [
@@ -333,10 +338,11 @@ async function main(): Promise<void> {
         wp.stderr?.on('data', (c: Buffer) => {
           if (waypointLog.length < 200) waypointLog.push(c.toString());
         });
+        // Its readiness endpoint, not its log: MESHD_LOG_LEVEL=warn hides the "ready" line.
         await until(
           'waypoint ready',
-          async () => waypointLog.join(''),
-          (log) => log.includes('"msg":"waypoint ready"'),
+          () => get(lab, WAYPOINT, 'http://127.0.0.1:15021/healthz/ready'),
+          () => true,
           30_000,
         ).catch((err) => {
           throw new MeshdError(
@@ -442,6 +448,7 @@ async function main(): Promise<void> {
           const shift = (round - 1) % cases.length;
           const order = [...cases.slice(shift), ...cases.slice(0, shift)];
           for (const figure of L7_FIGURES) {
+            if (args.figures && !args.figures.split(',').includes(figure.id)) continue;
             for (const c of order) {
               if ((Date.now() - started) / 1000 > BUDGET_SECONDS) {
                 errors.push(`time budget reached: skipped round ${round} ${figure.id} ${c.name}`);
