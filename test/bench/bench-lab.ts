@@ -29,7 +29,7 @@ import { pingpongScript } from './tools.js';
 
 export const MARKER = 'MESHD-BENCH-PLAINTEXT-MARKER-5c1e';
 /** The static file wrk fetches: 128 bytes. */
-const INDEX_BODY = `${'meshd bench '.repeat(10).slice(0, 127)}\n`;
+export const INDEX_BODY = `${'meshd bench '.repeat(10).slice(0, 127)}\n`;
 
 /** Per-namespace settings for many short connections (same for every case; recorded). */
 export const SYSCTLS = {
@@ -45,7 +45,12 @@ export interface RunningLab {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms: number) {
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T>,
+  ok: (v: T) => boolean,
+  ms: number,
+) {
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await fn().catch(() => undefined);
@@ -110,7 +115,7 @@ async function releasePlainPair(lab: Lab): Promise<void> {
 const stopped = new WeakSet<ChildProcess>();
 
 /** Keeps a child's output drained, and its last lines for errors. */
-function watch(child: ChildProcess, name: string, children: ChildProcess[]): ChildProcess {
+export function watch(child: ChildProcess, name: string, children: ChildProcess[]): ChildProcess {
   let tail = '';
   const keep = (chunk: Buffer) => {
     tail = (tail + chunk.toString()).slice(-2000);
@@ -125,7 +130,7 @@ function watch(child: ChildProcess, name: string, children: ChildProcess[]): Chi
   return child;
 }
 
-async function waitListening(lab: Lab, member: string, addresses: string[]): Promise<void> {
+export async function waitListening(lab: Lab, member: string, addresses: string[]): Promise<void> {
   await until(
     `listeners ${addresses.join(', ')} in ${member}`,
     async () => (await lab.exec(member, ['ss', '-Htln'])).stdout,

@@ -115,12 +115,16 @@ export async function wrk(
   target: Target,
   seconds: number,
   closeEachConnection: boolean,
+  load: { threads: number; connections: number } = {
+    threads: WRK_THREADS,
+    connections: WRK_CONNECTIONS,
+  },
 ): Promise<HttpResult> {
   const { stdout } = await lab.exec(
     target.client,
     [
       'wrk',
-      ...['-t', String(WRK_THREADS), '-c', String(WRK_CONNECTIONS), '-d', `${seconds}s`],
+      ...['-t', String(load.threads), '-c', String(load.connections), '-d', `${seconds}s`],
       ...['--timeout', '5s', '--latency'],
       ...(closeEachConnection ? ['-H', 'Connection: close'] : []),
       `http://${target.host}:${target.port}/`,

@@ -3,6 +3,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FigureId, RunRecord } from '../bench/figures.js';
+import { caddyHop, haproxyMiddle, L7_PEERS, nginxMiddle } from '../bench/l7-peers.js';
+import {
+  bestPeer,
+  caseTable,
+  type L7FigureId,
+  type L7Run,
+  l7Targets,
+  perRoundRatios,
+  summarizeL7,
+} from '../bench/l7-report.js';
 import { analysePcap } from '../bench/pcap.js';
 import { summarizeCpuProfile } from '../bench/profile-summary.js';
 import { summarize, targetsTable } from '../bench/report.js';
@@ -220,4 +230,136 @@ test('targets: meshd against the best peer of each round, and against the best m
     row('p50 added latency'),
     /\| ≤ the best peer \| 45 \| 25 \(haproxy\) \| 1\.80× \| no \| 2\.00×, 2\.00× \|$/,
   );
+});
+
+test('L7: medians per case, CPU per request of all hops and of the middle, added latency vs direct', () => {
+  const usage = (all: number, middle: number, rss: number) => ({
+    cpuSeconds: all,
+    peakRssMiB: rss,
+    busiestThreadShare: 0.5,
+    sides: {
+      n1: { pids: [1], cpuSeconds: all - middle, rssAtStartMiB: 0, peakRssMiB: 10, hwmMiB: 10 },
+      middle: { pids: [2], cpuSeconds: middle, rssAtStartMiB: 0, peakRssMiB: rss, hwmMiB: rss },
+    },
+  });
+  const run = (
+    round: number,
+    name: string,
+    figure: L7FigureId,
+    rps: number,
+    p50Ms: number,
+    u?: ReturnType<typeof usage>,
+  ): L7Run => ({
+    round,
+    case: name,
+    figure,
+    startedAt: '',
+    seconds: 6,
+    values: { requestsPerSecond: rps, requests: rps * 10, p50Ms, p99Ms: p50Ms * 2 },
+    ...(u ? { usage: u } : {}),
+  });
+  const runs: L7Run[] = [
+    run(1, 'direct', 'l7-keepalive', 10_000, 1),
+    run(2, 'direct', 'l7-keepalive', 12_000, 1),
+    // meshd: 1,000 req/s × 10 s = 10,000 requests; 2 CPU s → 200 µs; middle 1 CPU s → 100 µs.
+    run(1, 'meshd', 'l7-keepalive', 1_000, 3, usage(2, 1, 90)),
+    run(2, 'meshd', 'l7-keepalive', 3_000, 2, usage(3, 1.5, 120)),
+    run(1, 'nginx', 'l7-keepalive', 2_000, 1.5, usage(1, 0.4, 30)),
+    run(2, 'nginx', 'l7-keepalive', 2_000, 1.5, usage(1, 0.4, 30)),
+    run(1, 'caddy', 'l7-keepalive', 4_000, 1.5, usage(1, 0.4, 30)),
+    { ...run(2, 'caddy', 'l7-keepalive', 0, 0), error: 'wrk completed no request' },
+  ];
+  const s = summarizeL7(runs, ['direct', 'meshd', 'nginx', 'caddy'], ['nginx', 'caddy']);
+  const meshd = s.figures['l7-keepalive'].meshd;
+  assert.equal(meshd?.requestsPerSecond, 2_000);
+  // Round 1: 2 s / 10,000 = 200 µs; round 2: 3 s / 30,000 = 100 µs → median 150.
+  assert.equal(Math.round(meshd?.cpuUsPerRequest ?? 0), 150);
+  assert.equal(Math.round(meshd?.middleCpuUsPerRequest ?? 0), 75);
+  assert.equal(meshd?.middlePeakRssMiB, 120);
+  assert.deepEqual(meshd?.rounds, [1_000, 3_000]);
+  assert.equal(s.addedP50Us['l7-keepalive'].meshd, 1500);
+  assert.equal(s.figures['l7-keepalive'].caddy?.requestsPerSecond, 4_000);
+  assert.deepEqual(bestPeer(s), { name: 'caddy', rps: 4_000 });
+  // Round 1: 1,000 ÷ 4,000; round 2: caddy failed, so 3,000 ÷ nginx's 2,000.
+  assert.deepEqual(perRoundRatios(runs, s.peers), [0.25, 1.5]);
+  const rows = l7Targets(s, runs, { idleMiB: 80, afterMiB: 100 });
+  assert.deepEqual(
+    rows.map((r) => r.met),
+    [true, false, false],
+  );
+  assert.match(rows[1]?.value ?? '', /2,000 vs 4,000 \(caddy\): 0\.50×; per round 0\.25×, 1\.50×/);
+  assert.match(rows[2]?.value ?? '', /^120\.0 MiB peak \(idle 80\.0, after the runs 100\.0\)/);
+  assert.match(caseTable(s), /\| caddy \| \*\*4,000 \(0\.36×\)\*\* \|/);
+  // No middle at all: nothing is claimed.
+  assert.equal(
+    l7Targets(summarizeL7([], ['meshd'], []), [], { idleMiB: NaN, afterMiB: NaN })[0]?.met,
+    undefined,
+  );
+});
+
+test('L7 peers: every hop verifies the other end; caddy keeps the client Host with client auth on', () => {
+  const layout = {
+    certs: {
+      dir: '/c',
+      ca: '/c/ca.pem',
+      serverCert: '/c/s.crt',
+      serverKey: '/c/s.key',
+      serverPem: '/c/s.pem',
+      clientCert: '/c/c.crt',
+      clientKey: '/c/c.key',
+      clientPem: '/c/c.pem',
+    },
+    clientNodeAddress: '192.0.2.1',
+    middleAddress: '192.0.2.2',
+    serverNodeAddress: '192.0.2.3',
+    originAddress: '192.0.2.4',
+    originPort: 8080,
+    fileLimit: 4096,
+    dir: '/d',
+  };
+  const haproxy = haproxyMiddle(layout, 22003);
+  assert.match(
+    haproxy,
+    /bind 192\.0\.2\.2:22003 ssl crt \/c\/s\.pem ca-file \/c\/ca\.pem verify required/,
+  );
+  assert.match(
+    haproxy,
+    /server next 192\.0\.2\.3:22003 ssl crt \/c\/c\.pem .*verify required verifyhost bench-server/,
+  );
+  const nginx = nginxMiddle(layout, 23003);
+  assert.match(nginx, /listen 192\.0\.2\.2:23003 ssl;/);
+  assert.match(nginx, /ssl_verify_client on;/);
+  assert.match(nginx, /proxy_ssl_verify on;/);
+  const middle = JSON.parse(
+    caddyHop(layout, {
+      listen: '192.0.2.2:24003',
+      tlsIn: true,
+      upstream: '192.0.2.3:24003',
+      tlsOut: true,
+      storage: '/d/s',
+    }),
+  );
+  const server = middle.apps.http.servers.hop;
+  assert.equal(server.strict_sni_host, false);
+  assert.equal(server.tls_connection_policies[0].client_authentication.mode, 'require_and_verify');
+  assert.equal(server.routes[0].handle[0].transport.tls.server_name, 'bench-server');
+  const edgeIn = JSON.parse(
+    caddyHop(layout, {
+      listen: '192.0.2.1:24003',
+      tlsIn: false,
+      upstream: '192.0.2.2:24003',
+      tlsOut: true,
+      storage: '/d/s',
+    }),
+  );
+  assert.equal(edgeIn.apps.http.servers.hop.tls_connection_policies, undefined);
+  assert.equal(edgeIn.apps.tls, undefined);
+  for (const peer of L7_PEERS) {
+    const hops = peer.hops(layout);
+    assert.deepEqual(
+      hops.map((h) => h.role),
+      ['edge-in', 'middle', 'edge-out'],
+    );
+    assert.equal(hops[1]?.listen, `192.0.2.2:${peer.port}`);
+  }
 });
