@@ -13,7 +13,12 @@ import {
   workloadIdentity,
 } from '../model/index.js';
 import { authorizeRequest, describeDecision, policiesForTarget } from '../policy/index.js';
-import { type Logger, peerLabels, type RequestMetrics } from '../telemetry/index.js';
+import {
+  type LabelledPeer,
+  type Logger,
+  peerLabels,
+  type RequestMetrics,
+} from '../telemetry/index.js';
 import type { WaypointDestination } from './destination.js';
 import type {
   AuthorizeResult,
@@ -45,6 +50,9 @@ const hostPort = (ip: string, port: number) =>
 export class WaypointRequests {
   readonly #o: WaypointRequestsOptions;
   readonly #destinations = new WeakMap<DownstreamContext, Bound>();
+  /** Label views of workloads by key, worked out once per registry revision (per request they cost). */
+  readonly #peers = new Map<string, LabelledPeer>();
+  #peersRevision = -1;
 
   constructor(options: WaypointRequestsOptions) {
     this.#o = options;
@@ -115,12 +123,40 @@ export class WaypointRequests {
     });
   }
 
-  record(r: RequestRecord): void {
+  /** A workload's labels for the metrics, by source IP or endpoint id, cached per revision. */
+  #peer(
+    key: string,
+    principal: string,
+    find: (s: MeshState) => Workload | undefined,
+  ): LabelledPeer {
     const state = this.#o.state();
+    if (state.revision !== this.#peersRevision) {
+      this.#peers.clear();
+      this.#peersRevision = state.revision;
+    }
+    const cacheKey = `${key}\0${principal}`;
+    let peer = this.#peers.get(cacheKey);
+    if (!peer) {
+      const w = find(state);
+      const who = principal || (w ? principalOf(workloadIdentity(w, this.#o.trustDomain)) : '');
+      peer = peerLabels(view(w), who);
+      if (this.#peers.size > 10_000) this.#peers.clear();
+      this.#peers.set(cacheKey, peer);
+    }
+    return peer;
+  }
+
+  record(r: RequestRecord): void {
     const destination = this.#destinations.get(r.ctx);
-    const source = state.workloadByIp(r.ctx.sourceIp);
-    const [ns = '', name = ''] = (r.endpoint ?? '').split('/');
-    const target = r.endpoint ? state.get({ kind: 'Workload', namespace: ns, name }) : undefined;
+    const sourceIp = r.ctx.sourceIp;
+    const endpoint = r.endpoint ?? '';
+    const sourcePeer = this.#peer(`src:${sourceIp}`, principalOf(r.ctx.sourcePrincipal), (s) =>
+      s.workloadByIp(sourceIp),
+    );
+    const targetPeer = this.#peer(`dst:${endpoint}`, '', (s) => {
+      const [ns = '', name = ''] = endpoint.split('/');
+      return endpoint ? s.get({ kind: 'Workload', namespace: ns, name }) : undefined;
+    });
     const service = destination?.kind === 'service' ? destination.service : undefined;
     const serviceNs = service?.metadata.namespace ?? '';
     const fqdn = service
@@ -128,11 +164,8 @@ export class WaypointRequests {
       : r.ctx.authority;
     const grpc = r.grpcStatus !== undefined;
     this.#o.metrics.record({
-      source: peerLabels(view(source), principalOf(r.ctx.sourcePrincipal)),
-      destination: peerLabels(
-        view(target),
-        target ? principalOf(workloadIdentity(target, this.#o.trustDomain)) : '',
-      ),
+      source: sourcePeer,
+      destination: targetPeer,
       destinationService: fqdn,
       destinationServiceName: service?.metadata.name ?? '',
       destinationServiceNamespace: serviceNs,
