@@ -20,12 +20,32 @@ export function authorize(
   policies: readonly AuthorizationPolicy[],
   conn: ConnectionAttributes,
 ): Decision {
+  return decideL4(policies, conn, false);
+}
+
+/**
+ * A waypoint's decision for a connection it carries as opaque TCP: its targetRefs policies at
+ * L4, as Istio's waypoint does for TCP (HTTP fields cannot match: an ALLOW rule with them
+ * never matches, a DENY rule matches on its other fields, as at the agents).
+ */
+export function authorizeWaypointConnection(
+  policies: readonly AuthorizationPolicy[],
+  conn: ConnectionAttributes,
+): Decision {
+  return decideL4(policies, conn, true);
+}
+
+function decideL4(
+  policies: readonly AuthorizationPolicy[],
+  conn: ConnectionAttributes,
+  atWaypoint: boolean,
+): Decision {
   const peer = peerOf(conn);
   let deny: AuthorizationPolicy | undefined;
   let allow: AuthorizationPolicy | undefined;
   let anyAllow = false;
   for (const policy of policies) {
-    if (isWaypointPolicy(policy)) continue;
+    if (isWaypointPolicy(policy) !== atWaypoint) continue;
     if (policy.spec.action === 'DENY') {
       if ((!deny || comesBefore(policy, deny)) && policyMatches(policy, peer)) deny = policy;
     } else {

@@ -5,7 +5,7 @@
  * docs/policy.md is the reference.
  */
 
-export { authorize } from './authorize.js';
+export { authorize, authorizeWaypointConnection } from './authorize.js';
 export {
   authorizeRequest,
   describeDecision,

@@ -7,12 +7,18 @@
 import type { Duplex } from 'node:stream';
 import type { HbonePool } from '../hbone/index.js';
 import {
+  type AuthorizationPolicy,
   type MeshState,
   type NamespacedName,
   type Workload,
   workloadIdentity,
 } from '../model/index.js';
-import { authorizeRequest, describeDecision, policiesForTarget } from '../policy/index.js';
+import {
+  authorizeRequest,
+  authorizeWaypointConnection,
+  describeDecision,
+  policiesForTarget,
+} from '../policy/index.js';
 import {
   type LabelledPeer,
   type Logger,
@@ -66,6 +72,7 @@ export class WaypointRequests {
   hooks(): L7Hooks {
     return {
       authorize: (req, ctx) => this.authorize(req, ctx),
+      authorizeConnection: (ctx) => this.authorizeConnection(ctx),
       connect: (endpoint, signal) => this.connect(endpoint, signal),
       record: (r) => this.record(r),
       log: (event) => this.log(event),
@@ -73,13 +80,7 @@ export class WaypointRequests {
   }
 
   authorize(req: RequestView, ctx: DownstreamContext): AuthorizeResult {
-    const destination = this.#destinations.get(ctx);
-    const service = destination?.kind === 'service' ? refOf(destination.service) : undefined;
-    const state = this.#o.state();
-    const policies = policiesForTarget(state.list('AuthorizationPolicy'), {
-      service,
-      waypoint: this.#o.waypoint,
-    });
+    const policies = this.#policies(ctx);
     if (policies.length === 0) return { allowed: true };
     const decision = authorizeRequest(policies, {
       sourceIdentity: ctx.sourcePrincipal,
@@ -92,19 +93,40 @@ export class WaypointRequests {
       headers: req.headers,
     });
     if (decision.allowed) return { allowed: true };
-    // Denied because no ALLOW rule matched: the ALLOW policies that applied are the ones to read.
-    const deciding =
-      decision.policy ??
-      policies
-        .filter((p) => p.spec.action === 'ALLOW')
-        .map((p) => `${p.metadata.namespace}/${p.metadata.name}`)
-        .join(',');
+    const deciding = decision.policy ?? allowPolicies(policies);
     return {
       allowed: false,
       policy: deciding,
       rule: decision.rule,
       message: describeDecision(decision),
     };
+  }
+
+  /** Opaque TCP through the waypoint: its policies at L4 (principals, namespaces, ipBlocks, ports). */
+  authorizeConnection(ctx: DownstreamContext): AuthorizeResult {
+    const policies = this.#policies(ctx);
+    if (policies.length === 0) return { allowed: true };
+    const decision = authorizeWaypointConnection(policies, {
+      sourceIdentity: ctx.sourcePrincipal,
+      sourceIp: ctx.sourceIp,
+      destinationIp: ctx.destination.ip,
+      destinationPort: ctx.destination.port,
+    });
+    if (decision.allowed) return { allowed: true };
+    return {
+      allowed: false,
+      policy: decision.policy ?? allowPolicies(policies),
+      message: describeDecision(decision),
+    };
+  }
+
+  #policies(ctx: DownstreamContext) {
+    const destination = this.#destinations.get(ctx);
+    const service = destination?.kind === 'service' ? refOf(destination.service) : undefined;
+    return policiesForTarget(this.#o.state().list('AuthorizationPolicy'), {
+      service,
+      waypoint: this.#o.waypoint,
+    });
   }
 
   connect(endpoint: Endpoint, signal: AbortSignal): Promise<Duplex> {
@@ -209,6 +231,14 @@ export class WaypointRequests {
     else if (event.level === 'info') this.#o.logger.info(fields, event.message);
     else this.#o.logger.debug(fields, event.message);
   }
+}
+
+/** Denied because no ALLOW rule matched: the ALLOW policies that applied are the ones to read. */
+function allowPolicies(policies: readonly AuthorizationPolicy[]): string {
+  return policies
+    .filter((p) => p.spec.action === 'ALLOW')
+    .map((p) => `${p.metadata.namespace}/${p.metadata.name}`)
+    .join(',');
 }
 
 function refOf(r: { metadata: { namespace?: string | undefined; name: string } }) {

@@ -183,6 +183,43 @@ test('with an L7 policy on the service, a direct call to the endpoint pod IP is 
   );
 });
 
+test('opaque TCP through the waypoint: its policies apply at L4 (a DENY by principal refuses the connection)', async () => {
+  await mesh.apply(`apiVersion: meshd.io/v1alpha1
+kind: Service
+metadata: { name: api-tcp, namespace: shop, labels: { meshd.io/use-waypoint: wp } }
+spec:
+  addresses: [10.96.7.8]
+  ports: [{ port: 81, targetPort: 8080, protocol: TCP }]
+  selector: { matchLabels: { app: api } }
+`);
+  const open = await eventually(
+    'TCP through the waypoint',
+    () => curl('http://10.96.7.8:81/tcp'),
+    (v) => v.code === 0,
+  );
+  assert.equal(open.out, 'hello GET /tcp 0\n');
+  await mesh.apply(`apiVersion: meshd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: no-web-tcp, namespace: shop }
+spec:
+  targetRefs: [{ kind: Service, name: api-tcp }]
+  action: DENY
+  rules: [{ from: [{ source: { principals: [cluster.local/ns/shop/sa/web] } }] }]
+`);
+  const refused = await eventually(
+    'refused by the DENY',
+    () => curl('http://10.96.7.8:81/tcp2'),
+    (v) => v.code !== 0,
+  );
+  assert.doesNotMatch(refused.out, /hello/);
+  await eventually(
+    'the waypoint records the refusal with the policy',
+    async () =>
+      waypointLog.find((l) => l.includes('"protocol":"tcp"') && l.includes('"flags":"DENY"')),
+    (l) => /"policy":"shop\/no-web-tcp"/.test(l ?? ''),
+  );
+});
+
 test('a stopped replica: refused again, nothing goes direct', async () => {
   assert.ok(waypoint);
   waypoint.kill('SIGTERM');

@@ -416,3 +416,43 @@ test('L4 ignores targetRefs policies: they neither match nor turn on deny-by-def
   // and the agent's warnings about L7 fields are not for them: the waypoint checks those whole
   assert.deepEqual(l7Warnings(deny('wp-l7', [to({ methods: ['POST'] })])), []);
 });
+
+test('a waypoint carrying opaque TCP applies its targetRefs policies at L4: principals and ports decide, HTTP fields cannot match', async () => {
+  const { authorizeWaypointConnection } = await import('../../daemon/policy/index.js');
+  const { validateResource } = await import('../../daemon/model/index.js');
+  const policy = (name: string, action: string, rule: object) => {
+    const v = validateResource({
+      apiVersion: 'meshd.io/v1alpha1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name, namespace: 'shop' },
+      spec: { targetRefs: [{ kind: 'Service', name: 'db' }], action, rules: [rule] },
+    });
+    assert.ok(v.ok, JSON.stringify(v));
+    return v.resource as never;
+  };
+  const conn = (who: string) => ({
+    sourceIdentity: `spiffe://cluster.local/ns/shop/sa/${who}`,
+    sourceIp: '10.0.0.1',
+    destinationIp: '10.96.0.5',
+    destinationPort: 5432,
+  });
+  const onlyWeb = policy('only-web', 'ALLOW', {
+    from: [{ source: { principals: ['cluster.local/ns/shop/sa/web'] } }],
+  });
+  assert.equal(authorizeWaypointConnection([onlyWeb], conn('web')).allowed, true);
+  assert.deepEqual(authorizeWaypointConnection([onlyWeb], conn('batch')), {
+    allowed: false,
+    reason: 'no_matching_allow',
+  });
+  const getOnly = policy('get-only', 'ALLOW', { to: [{ operation: { methods: ['GET'] } }] });
+  assert.equal(authorizeWaypointConnection([getOnly], conn('web')).allowed, false);
+  const noDelete = policy('no-delete', 'DENY', { to: [{ operation: { methods: ['DELETE'] } }] });
+  assert.deepEqual(authorizeWaypointConnection([noDelete], conn('web')), {
+    allowed: false,
+    policy: 'shop/no-delete',
+    reason: 'denied_by_policy',
+  });
+  // The agents' L4 decision never applies them.
+  const { authorize } = await import('../../daemon/policy/index.js');
+  assert.equal(authorize([onlyWeb], conn('batch')).allowed, true);
+});

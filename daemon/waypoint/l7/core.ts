@@ -145,6 +145,19 @@ export class EngineCore {
     }
   }
 
+  authorizeConnection(ctx: DownstreamContext): AuthorizeResult {
+    const hook = this.hooks.authorizeConnection;
+    if (!hook) return { allowed: true };
+    try {
+      return hook.call(this.hooks, ctx);
+    } catch (err) {
+      this.log('warn', 'l7.authorize-threw', 'the authorize hook threw; the connection is denied', {
+        err: String(err),
+      });
+      return { allowed: false, message: 'authorize threw' };
+    }
+  }
+
   authorize(view: RequestView, ctx: DownstreamContext): AuthorizeResult {
     try {
       return this.hooks.authorize(view, ctx);

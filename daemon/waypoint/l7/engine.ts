@@ -173,9 +173,15 @@ export class L7Engine {
     let endpointId: string | undefined;
     let requestBytes = 0;
     let responseBytes = 0;
-    const endpoints = t.target.endpoints();
-    const first = core.pick(endpoints);
-    if (first === undefined) {
+    let policy: string | undefined;
+    const verdict = core.authorizeConnection(t.ctx);
+    const endpoints = verdict.allowed ? t.target.endpoints() : [];
+    const first = verdict.allowed ? core.pick(endpoints) : undefined;
+    if (!verdict.allowed) {
+      flag = 'DENY';
+      policy = verdict.policy ?? '';
+      abortStream(t.stream);
+    } else if (first === undefined) {
       flag = 'UH';
       abortStream(t.stream);
     } else {
@@ -225,7 +231,7 @@ export class L7Engine {
       responseBytes,
       endpoint: endpointId,
       responseFlags: flag,
-      policy: undefined,
+      policy,
       traceId: undefined,
       requestId: undefined,
     };

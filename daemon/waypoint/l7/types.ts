@@ -51,9 +51,10 @@ export type AuthorizeResult =
  * Envoy's response flags as Istio reports them: '-' none, 'UF' upstream connect failure, 'UH'
  * no healthy upstream, 'DC' downstream disconnect, 'UC' upstream connection termination, 'URX'
  * upstream retry limit exceeded, 'DPE' downstream protocol error (400/431 on bad input), 'UT'
- * upstream request timeout, 'RL' rate limited (rapid reset).
+ * upstream request timeout, 'RL' rate limited (rapid reset), 'DENY' an opaque connection refused
+ * by policy.
  */
-export type ResponseFlag = '-' | 'UF' | 'UH' | 'DC' | 'UC' | 'URX' | 'DPE' | 'UT' | 'RL';
+export type ResponseFlag = '-' | 'UF' | 'UH' | 'DC' | 'UC' | 'URX' | 'DPE' | 'UT' | 'RL' | 'DENY';
 
 /** One per HTTP request (proxied, denied, refused as bad input, failed) or opaque connection. */
 export interface RequestRecord {
@@ -104,6 +105,11 @@ export interface L7LogEvent {
 export interface L7Hooks {
   /** Called for every request before any upstream contact; a throw counts as a denial. */
   authorize(req: RequestView, ctx: DownstreamContext): AuthorizeResult;
+  /**
+   * Called once for a tunnel carried as opaque TCP, before any upstream contact (policy has no
+   * request to look at, only the connection); a throw counts as a denial. Absent: allowed.
+   */
+  authorizeConnection?(ctx: DownstreamContext): AuthorizeResult;
   /** Opens a raw byte stream to the endpoint (production: an HBONE stream to podIP:15008). */
   connect(endpoint: Endpoint, signal: AbortSignal): Promise<Duplex>;
   /** Exactly one per request / per opaque connection. Must not throw (a throw is logged). */
