@@ -11,7 +11,7 @@ import {
   type Workload,
   workloadIdentity,
 } from '../daemon/model/index.js';
-import { evaluate } from '../daemon/policy/index.js';
+import { type Decision, evaluate } from '../daemon/policy/index.js';
 import { loadAdminCredentials } from './client.js';
 import type { ConnectionFlags } from './config.js';
 import { addConnectionOptions, withRegistry } from './connect.js';
@@ -29,13 +29,17 @@ export interface WhyAnswer {
   endpoint?: string;
 }
 
-function findWorkload(state: MeshState, ref: string, namespace: string): Workload | undefined {
+export function findWorkload(
+  state: MeshState,
+  ref: string,
+  namespace: string,
+): Workload | undefined {
   if (/^[\d.]+$|:/.test(ref)) return state.workloadByIp(ref);
   const [ns, name] = ref.includes('/') ? ref.split('/', 2) : [namespace, ref];
   return state.get({ kind: 'Workload', namespace: ns ?? namespace, name: name ?? ref });
 }
 
-function splitTarget(target: string): { host: string; port: number } {
+export function splitTarget(target: string): { host: string; port: number } {
   const m = /^\[(.+)\]:(\d+)$/.exec(target) ?? /^(.+):(\d+)$/.exec(target);
   if (!m?.[1] || !m[2])
     throw new MeshdError(
@@ -43,6 +47,27 @@ function splitTarget(target: string): { host: string; port: number } {
       `"${target}" is not HOST:PORT (IPs in brackets for IPv6)`,
     );
   return { host: m[1], port: Number(m[2]) };
+}
+
+/**
+ * Pure: the destination agent's L4 decision on a connection to `target`'s `port`, as the agent
+ * runs it (PeerAuthentication, then AuthorizationPolicy).
+ */
+export function inboundDecision(
+  state: MeshState,
+  target: Workload,
+  conn: { sourceIdentity?: string; sourceIp: string; port: number },
+): Decision {
+  const ref = { namespace: target.metadata.namespace ?? '', name: target.metadata.name };
+  return evaluate(
+    { policies: state.authorizationPoliciesFor(ref), mtls: state.peerAuthenticationFor(ref) },
+    {
+      ...(conn.sourceIdentity ? { sourceIdentity: conn.sourceIdentity } : {}),
+      sourceIp: conn.sourceIp,
+      destinationIp: target.spec.addresses[0] ?? '',
+      destinationPort: conn.port,
+    },
+  );
 }
 
 /** Pure: the answer for one source and destination against a state. */
@@ -87,7 +112,7 @@ export function explain(
     return { ...base, path: 'direct', allowed: false, reason: 'the service has no endpoints' };
   const srcMeshed = source !== undefined && state.isEnrolled(source);
   const dstMeshed = target !== undefined && state.isEnrolled(target);
-  if (!dstMeshed) {
+  if (!dstMeshed || target === undefined) {
     return {
       ...base,
       path: srcMeshed ? 'passthrough' : 'direct',
@@ -95,18 +120,13 @@ export function explain(
       reason: 'the destination is not in the mesh: no mesh policy applies',
     };
   }
-  const ref = { namespace: target?.metadata.namespace ?? '', name: target?.metadata.name ?? '' };
-  const decision = evaluate(
-    { policies: state.authorizationPoliciesFor(ref), mtls: state.peerAuthenticationFor(ref) },
-    {
-      ...(srcMeshed && source
-        ? { sourceIdentity: workloadIdentity(source, options.trustDomain) }
-        : {}),
-      sourceIp,
-      destinationIp: target?.spec.addresses[0] ?? host,
-      destinationPort: targetPort,
-    },
-  );
+  const decision = inboundDecision(state, target, {
+    ...(srcMeshed && source
+      ? { sourceIdentity: workloadIdentity(source, options.trustDomain) }
+      : {}),
+    sourceIp,
+    port: targetPort,
+  });
   return {
     ...base,
     path: srcMeshed ? 'hbone' : 'plaintext-inbound',
@@ -125,36 +145,58 @@ function whyText(answer: WhyAnswer): string {
   ].join('\n');
 }
 
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+interface WhyFlags extends ConnectionFlags {
+  namespace: string;
+  output: OutputFormat;
+  method?: string;
+  path?: string;
+  header: string[];
+}
+
 export function registerWhyCommand(program: Command): void {
   addConnectionOptions(
     program
       .command('why')
-      .description('would SRC reach DST:PORT, over which path, and which policy decides')
+      .description(
+        'would SRC reach DST:PORT: the path through agents and waypoints, and which policy decides at each hop',
+      )
       .argument('<source>', 'workload (ns/name or name with -n) or IP')
       .argument('<destination>', 'IP:PORT, service VIP:PORT, or workload name:PORT')
       .option('-n, --namespace <ns>', 'namespace for bare workload names', 'default')
+      .option('--method <method>', "HTTP method for a waypoint's L7 policy (default GET)")
+      .option('--path <path>', "HTTP path for a waypoint's L7 policy (default /)")
+      .option('--header <name=value>', 'HTTP request header (repeatable)', collect, [])
       .option('-o, --output <format>', 'table (text), json or yaml', parseOutputFormat, 'table'),
-  ).action(
-    async (
-      src: string,
-      dst: string,
-      opts: ConnectionFlags & { namespace: string; output: OutputFormat },
-    ) => {
-      const resources = await withRegistry(
-        opts,
-        async (c) => (await c.list({ kind: '', namespace: '' })).resources,
-      );
-      const state = new MeshState();
-      state.replaceAll(
-        resources.flatMap((r) => {
-          const v = validateResource(JSON.parse(r));
-          return v.ok ? [v.resource as Resource] : [];
-        }),
-        0,
-      );
-      const { trustDomain } = loadAdminCredentials(connectionOrLab(opts).caDir);
-      const answer = explain(state, src, dst, { namespace: opts.namespace, trustDomain });
-      console.log(formatOutput(opts.output, answer, () => whyText(answer)));
-    },
-  );
+  ).action(async (src: string, dst: string, opts: WhyFlags) => {
+    const resources = await withRegistry(
+      opts,
+      async (c) => (await c.list({ kind: '', namespace: '' })).resources,
+    );
+    const state = new MeshState();
+    state.replaceAll(
+      resources.flatMap((r) => {
+        const v = validateResource(JSON.parse(r));
+        return v.ok ? [v.resource as Resource] : [];
+      }),
+      0,
+    );
+    const { trustDomain } = loadAdminCredentials(connectionOrLab(opts).caDir);
+    // Loaded here: the agent's and waypoint's public faces are more than meshctl needs to start.
+    const { needsHops, parseHeaders, tracePath, traceText } = await import('./why-path.js');
+    const request = {
+      method: opts.method ?? 'GET',
+      path: opts.path ?? '/',
+      headers: parseHeaders(opts.header),
+      given: opts.method !== undefined || opts.path !== undefined,
+    };
+    const trace = tracePath(state, src, dst, { namespace: opts.namespace, trustDomain, request });
+    if (needsHops(trace)) {
+      console.log(formatOutput(opts.output, trace, () => traceText(trace)));
+      return;
+    }
+    const answer = explain(state, src, dst, { namespace: opts.namespace, trustDomain });
+    console.log(formatOutput(opts.output, answer, () => whyText(answer)));
+  });
 }

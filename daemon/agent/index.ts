@@ -15,4 +15,10 @@ export {
 } from './app.js';
 export { AgentIdentity, type AgentIdentityOptions } from './identity.js';
 export { NODE_FILES } from './node-identity.js';
+export {
+  type OutboundInput,
+  type OutboundPlan,
+  planOutbound,
+  type RefuseReason,
+} from './outbound-plan.js';
 export { runAgent } from './run.js';
