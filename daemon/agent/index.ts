@@ -15,4 +15,6 @@ export {
 } from './app.js';
 export { AgentIdentity, type AgentIdentityOptions } from './identity.js';
 export { NODE_FILES } from './node-identity.js';
+export { waypointReplicas } from './outbound-plan.js';
 export { runAgent } from './run.js';
+export { ANNOTATION_REPLICA_OF } from './waypoint-endpoint.js';
