@@ -11,7 +11,7 @@ export function registerCheckCommand(program: Command): void {
     program
       .command('check')
       .description(
-        'check the mesh: servers, CA and trust bundle, agents, clocks, kernel features, capture, certificates, policies',
+        'check the mesh: servers, CA and trust bundle, agents, clocks, kernel features, capture, certificates, waypoints, policies',
       )
       .option('-o, --output <format>', 'table, json or yaml', parseOutputFormat, 'table')
       .option(

@@ -25,6 +25,7 @@ import {
   renderManifests,
   SYSTEMD_PATHS,
   systemdInstallFiles,
+  waypointInstance,
   writeInstallFiles,
 } from './install/index.js';
 import { formatTable } from './output.js';
@@ -56,6 +57,8 @@ interface SystemdOptions {
   trustDomain: string;
   caBundle: string;
   joinToken?: string;
+  waypoint?: string;
+  waypointAddress?: string;
   force?: boolean;
 }
 
@@ -76,8 +79,16 @@ function resultTable(results: readonly InstallResult[]): string {
 }
 
 /** What the operator does after the files are in place (nothing here starts a service). */
-function systemdNextSteps(root: string, roles: readonly Role[]): string[] {
-  const units = roles.map((r) => `meshd-${r}.service`).join(' ');
+function systemdNextSteps(
+  root: string,
+  roles: readonly Role[],
+  waypoint: string | undefined,
+): string[] {
+  const instance = waypoint === undefined ? undefined : waypointInstance(waypoint);
+  const units = [
+    ...roles.map((r) => `meshd-${r}.service`),
+    ...(instance ? [`meshd-waypoint@${instance}.service`] : []),
+  ].join(' ');
   if (root !== '/') {
     return [
       `written under ${root} (an image or a chroot); nothing was loaded or started.`,
@@ -99,6 +110,12 @@ function systemdNextSteps(root: string, roles: readonly Role[]): string[] {
     );
   }
   steps.push('  systemctl daemon-reload', `  systemctl enable --now ${units}`);
+  if (roles.includes('agent') && !instance) {
+    steps.push(
+      'a waypoint replica on this host: /etc/meshd/waypoint-NS_NAME.env with MESHD_WAYPOINT=NS/NAME',
+      '  (or run again with --waypoint NS/NAME), then systemctl enable --now meshd-waypoint@NS_NAME',
+    );
+  }
   return steps;
 }
 
@@ -106,7 +123,7 @@ function registerSystemd(install: Command): void {
   install
     .command('systemd')
     .description(
-      'write the hardened meshd-server/meshd-agent units and their config (/etc/meshd/*.env); starts nothing',
+      'write the hardened meshd-server/meshd-agent units, the meshd-waypoint@ template and their config (/etc/meshd/*.env); starts nothing',
     )
     .option('--root <dir>', 'write everything under this directory (an image or a chroot)', '/')
     .option(
@@ -128,6 +145,14 @@ function registerSystemd(install: Command): void {
       DEFAULT_AGENT_VALUES.caBundle,
     )
     .option('--join-token <token>', 'one-time join token for the agent (- reads it from stdin)')
+    .option(
+      '--waypoint <ns/name>',
+      'also configure a replica of this Waypoint (/etc/meshd/waypoint-NS_NAME.env)',
+    )
+    .option(
+      '--waypoint-address <ip>',
+      "the replica's address (default: the host's first non-loopback IPv4)",
+    )
     .option('--force', 'replace files that differ from what this install writes')
     .action((opts: SystemdOptions) => {
       const files = systemdInstallFiles({
@@ -138,12 +163,14 @@ function registerSystemd(install: Command): void {
         server: opts.server,
         caBundle: opts.caBundle,
         joinToken: readJoinToken(opts.joinToken),
+        waypoint: opts.waypoint,
+        waypointAddress: opts.waypointAddress,
       });
       const root = resolve(opts.root);
       const results = writeInstallFiles(root, files, opts.force ?? false);
       console.log(resultTable(results));
       console.log('');
-      console.log(systemdNextSteps(root, opts.role).join('\n'));
+      console.log(systemdNextSteps(root, opts.role, opts.waypoint).join('\n'));
     });
 }
 

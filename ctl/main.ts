@@ -14,6 +14,7 @@ import { registerInstallCommands } from './install-cmd.js';
 import { registerLabCommands } from './lab-cmd.js';
 import { registerResourceCommands } from './resource-cmd.js';
 import { registerTokenCommands } from './token-cmd.js';
+import { registerWaypointCommands } from './waypoint-cmd.js';
 import { registerWhyCommand } from './why-cmd.js';
 
 export function buildProgram(): Command {
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerEnrollCommands(program);
   registerWhyCommand(program);
   registerCheckCommand(program);
+  registerWaypointCommands(program);
   registerCaCommands(program);
   registerConfigCommands(program);
   registerCertsCommand(program);

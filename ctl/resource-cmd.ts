@@ -20,7 +20,8 @@ import type { ConnectionFlags } from './config.js';
 import { addConnectionOptions, withRegistry } from './connect.js';
 import { fetchNodes, nodesTable } from './nodes.js';
 import { formatTable } from './output.js';
-import { resourceColumns } from './resource-table.js';
+import { resourceColumns, type TableContext } from './resource-table.js';
+import { waypointReadyContext } from './waypoint/view.js';
 
 const ALIASES: Record<string, Kind> = {};
 for (const kind of KINDS) {
@@ -150,7 +151,16 @@ export function registerResourceCommands(program: Command): void {
         return;
       }
       const kind = parseKind(kindArg);
+      let context: TableContext = {};
       const resources = await withRegistry(opts, async (c) => {
+        if (kind === 'Waypoint' && opts.output === 'table') {
+          // READY needs the replicas: the Workloads of the namespace(s).
+          const { resources: workloads } = await c.list({
+            kind: 'Workload',
+            namespace: opts.namespace ?? '',
+          });
+          context = waypointReadyContext(workloads.map((r) => JSON.parse(r) as unknown));
+        }
         if (name) {
           const ref: ResourceRef = {
             kind,
@@ -162,7 +172,7 @@ export function registerResourceCommands(program: Command): void {
         const { resources } = await c.list({ kind, namespace: opts.namespace ?? '' });
         return resources.map((r) => JSON.parse(r) as Resource);
       });
-      console.log(render(kind, resources, opts.output, Boolean(name)));
+      console.log(render(kind, resources, opts.output, Boolean(name), context));
     },
   );
 
@@ -221,7 +231,13 @@ async function getNodes(flags: ConnectionFlags, name: string | undefined, output
   else console.log(nodesTable(nodes, Date.now()));
 }
 
-export function render(kind: Kind, resources: Resource[], output: Output, single: boolean): string {
+export function render(
+  kind: Kind,
+  resources: Resource[],
+  output: Output,
+  single: boolean,
+  context: TableContext = {},
+): string {
   if (output === 'json') return JSON.stringify(single ? resources[0] : resources, null, 2);
   if (output === 'yaml')
     return resources
@@ -229,7 +245,7 @@ export function render(kind: Kind, resources: Resource[], output: Output, single
       .join('---\n')
       .trimEnd();
   if (resources.length === 0) return `no ${kind} resources found`;
-  const { headers, row } = resourceColumns(kind);
+  const { headers, row } = resourceColumns(kind, context);
   const sorted = [...resources].sort((a, b) =>
     refToString(resourceRef(a)).localeCompare(refToString(resourceRef(b))),
   );

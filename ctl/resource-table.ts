@@ -84,8 +84,23 @@ const SPECIFIC: Record<Kind, Columns> = {
   },
 };
 
-export function resourceColumns(kind: Kind): Columns {
-  const specific = SPECIFIC[kind];
+/** What some kinds show beyond the resource itself (`get waypoints`: READY from its replicas). */
+export interface TableContext {
+  /** "ready/registered" replicas of a Waypoint. */
+  waypointReady?: (namespace: string, name: string) => string;
+}
+
+function withContext(kind: Kind, context: TableContext): Columns {
+  const ready = context.waypointReady;
+  if (kind !== 'Waypoint' || !ready) return SPECIFIC[kind];
+  return {
+    headers: [...SPECIFIC.Waypoint.headers, 'ready'],
+    row: (r) => [...SPECIFIC.Waypoint.row(r), ready(r.metadata.namespace ?? '', r.metadata.name)],
+  };
+}
+
+export function resourceColumns(kind: Kind, context: TableContext = {}): Columns {
+  const specific = withContext(kind, context);
   const namespaced = kind !== 'Namespace';
   return {
     headers: [...(namespaced ? ['namespace'] : []), 'name', ...specific.headers, 'version'],

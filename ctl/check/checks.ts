@@ -2,9 +2,26 @@
  * The checks of `meshctl check`, data-driven: each is a name and a pure function from the
  * gathered facts to results, so they are table-tested without a cluster.
  */
-import { type AuthorizationPolicy, MeshState, type Workload } from '../../daemon/model/index.js';
+import {
+  type AuthorizationPolicy,
+  isWaypointPolicy,
+  LABEL_USE_WAYPOINT,
+  MeshState,
+  type NamespacedName,
+  type Resource,
+  validateResource,
+  type Workload,
+} from '../../daemon/model/index.js';
 import { l7Warnings } from '../../daemon/policy/index.js';
 import { nodeState } from '../nodes.js';
+import {
+  allBindings,
+  type BoundObject,
+  describeBound,
+  replicasOf,
+  startHint,
+  unenforcedTargets,
+} from '../waypoint/view.js';
 import type { CertFact, CheckResult, CheckStatus, Facts } from './facts.js';
 
 export interface Check {
@@ -349,9 +366,126 @@ const certificates: Check = {
   },
 };
 
+/** The registry as the agents hold it: validated, so defaults (trafficType, action) are set. */
+const stateOf = (f: Facts): MeshState => {
+  const state = new MeshState();
+  state.replaceAll(
+    f.resources.flatMap((r) => {
+      const v = validateResource(r);
+      return v.ok ? [v.resource as Resource] : [];
+    }),
+    0,
+  );
+  return state;
+};
+
+const viaText = (via: BoundObject['via']) =>
+  via === 'spec.waypoint' ? 'its spec.waypoint' : via === 'label' ? 'its label' : 'its namespace';
+
+/**
+ * Every Waypoint with a ready replica passes; every binding to a Waypoint that does not exist or
+ * has no ready replica fails (its traffic is refused: bindings fail closed), one row per
+ * namespace label and per object naming the waypoint itself.
+ */
+const waypoints: Check = {
+  name: 'waypoint',
+  run: (f) => {
+    const state = stateOf(f);
+    const out: CheckResult[] = [];
+    const bindings = allBindings(state);
+    const key = (w: NamespacedName) => `${w.namespace}/${w.name}`;
+    const boundTo = (w: NamespacedName) => bindings.filter((b) => key(b.waypoint) === key(w));
+    for (const w of state.list('Waypoint')) {
+      const ref = { namespace: w.metadata.namespace ?? '', name: w.metadata.name };
+      const replicas = replicasOf(state, ref);
+      const ready = replicas.filter((r) => r.ready).length;
+      const bound = describeBound(boundTo(ref));
+      if (ready > 0)
+        out.push(
+          result(
+            'waypoint',
+            'ok',
+            key(ref),
+            `${ready} of ${replicas.length} replica${replicas.length === 1 ? '' : 's'} ready, carries ${bound === 'nothing' ? 'nothing yet' : `the traffic of ${bound}`}`,
+          ),
+        );
+      else if (boundTo(ref).length === 0)
+        out.push(
+          result(
+            'waypoint',
+            'warn',
+            key(ref),
+            'no ready replica (nothing is bound to it yet)',
+            startHint(ref),
+          ),
+        );
+    }
+    const broken = (w: NamespacedName) =>
+      !state.get({ kind: 'Waypoint', ...w })
+        ? 'does not exist'
+        : replicasOf(state, w).some((r) => r.ready)
+          ? undefined
+          : 'has no ready replica';
+    const fix = (w: NamespacedName) =>
+      state.get({ kind: 'Waypoint', ...w })
+        ? startHint(w)
+        : `create it (meshctl waypoint apply ${w.name} -n ${w.namespace}) or remove the binding`;
+    // Namespace labels: one row each, with what they bind.
+    for (const ns of state.list('Namespace')) {
+      const name = ns.metadata.labels?.[LABEL_USE_WAYPOINT];
+      if (name === undefined || name === 'none') continue;
+      const wp = { namespace: ns.metadata.name, name };
+      const why = broken(wp);
+      if (!why) continue;
+      const bound = bindings.filter(
+        (b) => b.via === 'namespace label' && b.namespace === wp.namespace,
+      );
+      out.push(
+        result(
+          'waypoint',
+          bound.length ? 'fail' : 'warn',
+          `namespace ${wp.namespace}`,
+          `label ${LABEL_USE_WAYPOINT}=${name} binds ${describeBound(bound)} to waypoint ${key(wp)}, which ${why}${bound.length ? ': their traffic is refused' : ''}`,
+          fix(wp),
+        ),
+      );
+    }
+    for (const b of bindings) {
+      if (b.via === 'namespace label') continue;
+      const why = broken(b.waypoint);
+      if (!why) continue;
+      out.push(
+        result(
+          'waypoint',
+          'fail',
+          `${b.kind.toLowerCase()} ${b.namespace}/${b.name}`,
+          `bound to waypoint ${key(b.waypoint)} by ${viaText(b.via)}, which ${why}: its traffic is refused`,
+          fix(b.waypoint),
+        ),
+      );
+    }
+    return out;
+  },
+};
+
 const policies: Check = {
   name: 'policy',
   run: (f) => {
+    const state = stateOf(f);
+    const unenforced = state.list('AuthorizationPolicy').flatMap((p) => {
+      const problems = unenforcedTargets(state, p);
+      if (problems.length === 0) return [];
+      const all = problems.length === (p.spec.targetRefs?.length ?? 0);
+      return problems.map((u) =>
+        result(
+          'policy',
+          'warn',
+          `${p.metadata.namespace}/${p.metadata.name}`,
+          `targetRef ${u.target}: ${u.why}: no waypoint enforces it, ${all ? 'the policy protects nothing' : 'this target is not protected'}`,
+          u.hint,
+        ),
+      );
+    });
     const out = f.resources
       .filter((r): r is AuthorizationPolicy => r.kind === 'AuthorizationPolicy')
       .flatMap((p) =>
@@ -365,15 +499,22 @@ const policies: Check = {
           ),
         ),
       );
-    const count = f.resources.filter((r) => r.kind === 'AuthorizationPolicy').length;
-    return out.length
-      ? out
+    const all = f.resources.filter(
+      (r): r is AuthorizationPolicy => r.kind === 'AuthorizationPolicy',
+    );
+    const count = all.length;
+    const atWaypoints = all.filter(isWaypointPolicy).length;
+    const problems = [...out, ...unenforced];
+    return problems.length
+      ? problems
       : [
           result(
             'policy',
             'ok',
             'policies',
-            `${count} authorization polic${count === 1 ? 'y' : 'ies'}, all enforceable at L4`,
+            atWaypoints === 0
+              ? `${count} authorization polic${count === 1 ? 'y' : 'ies'}, all enforceable at L4`
+              : `${count} authorization polic${count === 1 ? 'y' : 'ies'}: ${count - atWaypoints} at L4, ${atWaypoints} enforced by waypoints`,
           ),
         ];
   },
@@ -387,6 +528,7 @@ export const CHECKS: readonly Check[] = [
   host,
   capture,
   certificates,
+  waypoints,
   policies,
 ];
 

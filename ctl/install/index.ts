@@ -46,4 +46,10 @@ export {
   serverEnvText,
   systemdInstallFiles,
   unitText,
+  WAYPOINT_HOST_PORTS,
+  WAYPOINT_UNIT,
+  waypointEnvText,
+  waypointInstance,
+  waypointInstanceEnvText,
+  waypointUnitText,
 } from './systemd.js';

@@ -11,10 +11,12 @@ import {
   parse,
   type ServerConfig,
   serverSpec,
+  type WaypointConfig,
+  waypointSpec,
 } from '../../daemon/config.js';
 import { isTrustDomain } from '../../daemon/identity/index.js';
 import { packageRoot } from '../../daemon/paths.js';
-import { envFileText } from './env.js';
+import { envFileText, envValue } from './env.js';
 import { type InstallFile, installError } from './files.js';
 
 export type Role = 'server' | 'agent';
@@ -31,6 +33,7 @@ export const SYSTEMD_PATHS = {
   caBundle: '/etc/meshd/bundle.pem',
   serverDataDir: '/var/lib/meshd/server',
   agentStateDir: '/var/lib/meshd/agent',
+  waypointStateDir: '/var/lib/meshd/waypoint',
   cniSocket: '/run/meshd/cni.sock',
   sysusers: '/etc/sysusers.d/meshd.conf',
   tmpfiles: '/etc/tmpfiles.d/meshd.conf',
@@ -46,8 +49,30 @@ export interface SystemdInstallOptions {
   server: string;
   caBundle: string;
   joinToken: string | undefined;
+  /** Agent only: a waypoint replica to configure, `<namespace>/<name>` (its instance file). */
+  waypoint?: string | undefined;
+  /** With waypoint: the address it serves and registers (default: the host's first IPv4). */
+  waypointAddress?: string | undefined;
   /** The folder holding the unit files; default systemd/ of this checkout. */
   sourceDir?: string;
+}
+
+/** The waypoint template unit: instance `<namespace>_<name>` (a DNS label has no "_"). */
+export const WAYPOINT_UNIT = 'meshd-waypoint@.service';
+
+/**
+ * Waypoint replicas on a host share its network with the agent, so they take other monitoring
+ * ports than the agent's 15000/15020/15021 (a second replica on one host needs its own address
+ * or ports, in its instance file).
+ */
+export const WAYPOINT_HOST_PORTS = { admin: 15100, metrics: 15120, readiness: 15121 } as const;
+
+/** `shop/wp` → `shop_wp`, the instance of meshd-waypoint@.service; undefined if not NS/NAME. */
+export function waypointInstance(waypoint: string): string | undefined {
+  const m = /^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\/([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$/.exec(
+    waypoint,
+  );
+  return m ? `${m[1]}_${m[3]}` : undefined;
 }
 
 export const DEFAULT_AGENT_VALUES = {
@@ -69,7 +94,14 @@ function checkOptions(o: SystemdInstallOptions): void {
       'use lowercase letters, digits, ".", "-", "_" (the one `meshctl ca init` was given)',
     );
   }
-  if (!o.roles.includes('agent')) return;
+  if (!o.roles.includes('agent')) {
+    if (o.waypoint !== undefined)
+      throw installError(
+        '--waypoint needs the agent role: a replica registers through the agent of its host',
+        'drop --role server, or install the agent too',
+      );
+    return;
+  }
   try {
     parse.dnsLabel(o.nodeName);
   } catch (err) {
@@ -84,11 +116,29 @@ function checkOptions(o: SystemdInstallOptions): void {
   if (!o.caBundle.startsWith('/')) {
     throw installError(`--ca-bundle ${o.caBundle}: not an absolute path`, 'give a full path');
   }
+  if (o.waypoint !== undefined && !waypointInstance(o.waypoint)) {
+    throw installError(
+      `--waypoint ${JSON.stringify(o.waypoint)}: not <namespace>/<name>`,
+      'the Waypoint this host runs a replica of, e.g. shop/wp (both DNS labels)',
+    );
+  }
+  if (o.waypointAddress !== undefined && !/^[0-9a-fA-F.:]+$/.test(o.waypointAddress)) {
+    throw installError(
+      `--waypoint-address ${JSON.stringify(o.waypointAddress)}: not an IP address`,
+      'an address of this host that other nodes reach',
+    );
+  }
 }
 
 /** A unit of systemd/, with its ExecStart= (and Documentation=) under `prefix`. */
 export function unitText(role: Role, prefix: string, sourceDir = defaultSourceDir()): string {
   const text = readFileSync(join(sourceDir, `meshd-${role}.service`), 'utf8');
+  return text.replaceAll(`${DEFAULT_PREFIX}/`, `${prefix.replace(/\/+$/, '')}/`);
+}
+
+/** The waypoint template unit of systemd/, with its ExecStart= (and Documentation=) under `prefix`. */
+export function waypointUnitText(prefix: string, sourceDir = defaultSourceDir()): string {
+  const text = readFileSync(join(sourceDir, WAYPOINT_UNIT), 'utf8');
   return text.replaceAll(`${DEFAULT_PREFIX}/`, `${prefix.replace(/\/+$/, '')}/`);
 }
 
@@ -144,6 +194,45 @@ export function agentEnvText(o: {
   );
 }
 
+/** What every waypoint replica of this host shares (the unit's first EnvironmentFile=). */
+export function waypointEnvText(): string {
+  const values: Partial<Record<keyof WaypointConfig, string>> = {
+    agentSocket: SYSTEMD_PATHS.cniSocket,
+    stateDir: SYSTEMD_PATHS.waypointStateDir,
+    adminPort: String(WAYPOINT_HOST_PORTS.admin),
+    metricsPort: String(WAYPOINT_HOST_PORTS.metrics),
+    readinessPort: String(WAYPOINT_HOST_PORTS.readiness),
+  };
+  return envFileText(
+    [
+      'meshd waypoint configuration shared by every meshd-waypoint@<namespace>_<name>.service',
+      'of this host (EnvironmentFile=); each instance reads /etc/meshd/waypoint-<instance>.env',
+      'after it, which sets MESHD_WAYPOINT and may override anything here.',
+      'Written by `meshctl install systemd`; what each variable means: docs/waypoint.md.',
+      "The ports are not the agent's (15000, 15020, 15021): both are on the host's network.",
+      "MESHD_STATE_DIR is the unit's StateDirectory=: change both together.",
+    ],
+    waypointSpec,
+    values,
+  );
+}
+
+/** One replica's instance file: which Waypoint, and where it serves. */
+export function waypointInstanceEnvText(waypoint: string, address: string | undefined): string {
+  const instance = waypointInstance(waypoint) ?? '';
+  return [
+    `# meshd-waypoint@${instance}.service: a replica of waypoint ${waypoint} (EnvironmentFile=,`,
+    '# read after /etc/meshd/waypoint.env). Written by `meshctl install systemd --waypoint`.',
+    `# Start it: systemctl enable --now meshd-waypoint@${instance}`,
+    '',
+    `MESHD_WAYPOINT=${envValue('MESHD_WAYPOINT', waypoint)}`,
+    address === undefined
+      ? "# MESHD_WAYPOINT_ADDRESS=    (default: this host's first non-loopback IPv4)"
+      : `MESHD_WAYPOINT_ADDRESS=${envValue('MESHD_WAYPOINT_ADDRESS', address)}`,
+    '',
+  ].join('\n');
+}
+
 function sourceFile(name: string, sourceDir: string): string {
   return readFileSync(join(sourceDir, name), 'utf8');
 }
@@ -177,7 +266,20 @@ export function systemdInstallFiles(o: SystemdInstallOptions): InstallFile[] {
       },
       { path: `${SYSTEMD_PATHS.configDir}/agent.env`, text: agentEnvText(o), mode: 0o600 },
       { path: SYSTEMD_PATHS.tmpfiles, text: sourceFile('meshd.tmpfiles.conf', dir), mode: 0o644 },
+      {
+        path: `${SYSTEMD_PATHS.unitDir}/${WAYPOINT_UNIT}`,
+        text: waypointUnitText(o.prefix, dir),
+        mode: 0o644,
+      },
+      { path: `${SYSTEMD_PATHS.configDir}/waypoint.env`, text: waypointEnvText(), mode: 0o644 },
     );
+    if (o.waypoint !== undefined) {
+      files.push({
+        path: `${SYSTEMD_PATHS.configDir}/waypoint-${waypointInstance(o.waypoint)}.env`,
+        text: waypointInstanceEnvText(o.waypoint, o.waypointAddress),
+        mode: 0o644,
+      });
+    }
   }
   return files;
 }

@@ -20,5 +20,7 @@ export {
   type OutboundPlan,
   planOutbound,
   type RefuseReason,
+  waypointReplicas,
 } from './outbound-plan.js';
 export { runAgent } from './run.js';
+export { ANNOTATION_REPLICA_OF } from './waypoint-endpoint.js';

@@ -33,6 +33,44 @@ const resources: Resource[] = [
     metadata: { name: 'backend-allow-client', namespace: 'demo' },
     spec: { selector: { matchLabels: { app: 'backend' } }, action: 'ALLOW', rules: [{}] },
   } as unknown as Resource,
+  // backend's Service goes through the waypoint demo/wp, one replica of it ready on n2.
+  {
+    apiVersion: 'meshd.io/v1alpha1',
+    kind: 'Service',
+    metadata: { name: 'backend', namespace: 'demo' },
+    spec: {
+      addresses: ['10.96.0.20'],
+      ports: [{ port: 80, targetPort: 8080 }],
+      selector: { matchLabels: { app: 'backend' } },
+      waypoint: 'wp',
+    },
+  } as unknown as Resource,
+  {
+    apiVersion: 'meshd.io/v1alpha1',
+    kind: 'Waypoint',
+    metadata: { name: 'wp', namespace: 'demo' },
+    spec: { trafficType: 'service' },
+  } as unknown as Resource,
+  {
+    apiVersion: 'meshd.io/v1alpha1',
+    kind: 'Workload',
+    metadata: {
+      name: 'wp-10-40-2-9',
+      namespace: 'demo',
+      labels: { 'meshd.io/dataplane-mode': 'none', 'meshd.io/waypoint': 'wp' },
+      annotations: { 'meshd.io/waypoint-replica-of': 'wp' },
+    },
+    spec: { node: 'n2', addresses: ['10.40.2.9'], serviceAccount: 'wp' },
+  } as unknown as Resource,
+  {
+    apiVersion: 'meshd.io/v1alpha1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name: 'backend-get', namespace: 'demo' },
+    spec: {
+      targetRefs: [{ kind: 'Service', name: 'backend' }],
+      rules: [{ to: [{ operation: { methods: ['GET'] } }] }],
+    },
+  } as unknown as Resource,
 ];
 
 const cert = (identity: string, hoursLeft: number, lifeHours = 24) => ({
@@ -180,4 +218,96 @@ test('kernel features and L7-only policy rules are reported', () => {
     } as unknown as Resource,
   ];
   assert.deepEqual(problems(f), ['fail kernel conntrack', 'warn policy demo/get-only']);
+});
+
+const with_ = (...extra: object[]) => {
+  const f = healthy();
+  // Later entries replace earlier ones of the same kind, namespace and name.
+  const key = (r: Resource) => `${r.kind}/${r.metadata.namespace}/${r.metadata.name}`;
+  const added = extra as Resource[];
+  f.resources = [...resources.filter((r) => !added.some((a) => key(a) === key(r))), ...added];
+  return f;
+};
+
+const find = (f: Facts, subject: string) =>
+  runChecks(f).find((r) => r.subject === subject && r.status !== 'ok');
+
+test('waypoints: a binding to a missing or replica-less waypoint fails, naming the binding', () => {
+  // The only replica stops serving: the Service bound by spec.waypoint is refused.
+  const f = with_({
+    apiVersion: 'meshd.io/v1alpha1',
+    kind: 'Workload',
+    metadata: {
+      name: 'wp-10-40-2-9',
+      namespace: 'demo',
+      labels: { 'meshd.io/dataplane-mode': 'none' },
+      annotations: { 'meshd.io/waypoint-replica-of': 'wp' },
+    },
+    spec: { node: 'n2', addresses: ['10.40.2.9'], serviceAccount: 'wp' },
+  });
+  assert.deepEqual(problems(f), [
+    'fail waypoint service demo/backend',
+    'warn policy demo/backend-get',
+  ]);
+  const row = find(f, 'service demo/backend');
+  assert.equal(
+    row?.message,
+    'bound to waypoint demo/wp by its spec.waypoint, which has no ready replica: its traffic is refused',
+  );
+  assert.match(row?.hint ?? '', /systemctl start meshd-waypoint@demo_wp/);
+  assert.match(
+    find(f, 'demo/backend-get')?.message ?? '',
+    /targetRef Service\/backend: service demo\/backend is bound to waypoint demo\/wp, which has no ready replica .*the policy protects nothing/,
+  );
+
+  // A namespace label naming a waypoint that does not exist: one row for the namespace.
+  const g = with_({
+    apiVersion: 'meshd.io/v1alpha1',
+    kind: 'Namespace',
+    metadata: {
+      name: 'demo',
+      labels: { 'meshd.io/dataplane-mode': 'ambient', 'meshd.io/use-waypoint': 'l7' },
+    },
+  });
+  assert.deepEqual(problems(g), ['fail waypoint namespace demo']);
+  assert.equal(
+    find(g, 'namespace demo')?.message,
+    'label meshd.io/use-waypoint=l7 binds 2 workloads to waypoint demo/l7, which does not exist: their traffic is refused',
+  );
+  assert.equal(
+    find(g, 'namespace demo')?.hint,
+    'create it (meshctl waypoint apply l7 -n demo) or remove the binding',
+  );
+});
+
+test('waypoints: a targetRefs policy no waypoint enforces warns: it protects nothing', () => {
+  const f = with_(
+    {
+      apiVersion: 'meshd.io/v1alpha1',
+      kind: 'Service',
+      metadata: { name: 'backend', namespace: 'demo' },
+      spec: {
+        addresses: ['10.96.0.20'],
+        ports: [{ port: 80, targetPort: 8080 }],
+        selector: { matchLabels: { app: 'backend' } },
+      },
+    },
+    {
+      apiVersion: 'meshd.io/v1alpha1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'via-ghost', namespace: 'demo' },
+      spec: { targetRefs: [{ kind: 'Waypoint', name: 'ghost' }] },
+    },
+  );
+  // Nothing is bound to wp any more and its replica still serves: fine, it passes.
+  assert.deepEqual(problems(f), ['warn policy demo/backend-get', 'warn policy demo/via-ghost']);
+  assert.match(
+    find(f, 'demo/backend-get')?.message ?? '',
+    /service demo\/backend is bound to no waypoint .*the policy protects nothing/,
+  );
+  assert.match(find(f, 'demo/backend-get')?.hint ?? '', /meshctl label service backend -n demo/);
+  assert.match(
+    find(f, 'demo/via-ghost')?.message ?? '',
+    /targetRef Waypoint\/ghost: waypoint demo\/ghost does not exist/,
+  );
 });

@@ -19,9 +19,18 @@ import {
   agentEnvText,
   serverEnvText,
   systemdInstallFiles,
+  waypointEnvText,
+  waypointInstanceEnvText,
   writeInstallFiles,
 } from '../../ctl/install/index.js';
-import { agentSpec, loadAgentConfig, loadServerConfig, serverSpec } from '../../daemon/config.js';
+import {
+  agentSpec,
+  loadAgentConfig,
+  loadServerConfig,
+  loadWaypointConfig,
+  serverSpec,
+  waypointSpec,
+} from '../../daemon/config.js';
 import { packageRoot } from '../../daemon/paths.js';
 
 const repo = packageRoot();
@@ -113,8 +122,35 @@ test('the env files list every variable the role reads; the examples in systemd/
     [...text.matchAll(/^(?:# )?(MESHD_[A-Z_]+)=/gm)].map((m) => m[1] ?? '').sort();
   assert.deepEqual(listed(serverText), variables(serverSpec));
   assert.deepEqual(listed(agentText), variables(agentSpec));
+  assert.equal(waypointEnvText(), readFileSync(join(repo, 'systemd/waypoint.env.example'), 'utf8'));
+  assert.deepEqual(listed(waypointEnvText()), variables(waypointSpec));
   // No token given: the variable is only a comment.
   assert.match(agentText, /^# MESHD_JOIN_TOKEN=$/m);
+});
+
+test('a waypoint instance: the shared file then its own, loaded as the unit reads them', () => {
+  const env = {
+    ...parseEnvFile(waypointEnvText()),
+    ...parseEnvFile(waypointInstanceEnvText('shop/wp', '10.0.0.5')),
+  };
+  const config = loadWaypointConfig(env);
+  assert.deepEqual(config.waypoint, { namespace: 'shop', name: 'wp' });
+  assert.equal(config.address, '10.0.0.5');
+  assert.equal(config.agentSocket, '/run/meshd/cni.sock');
+  assert.equal(config.stateDir, '/var/lib/meshd/waypoint');
+  // On the host's network beside the agent: never the agent's monitoring ports.
+  const agent = loadAgentConfig({ MESHD_NODE_NAME: 'n1' });
+  const ports = [config.adminPort, config.metricsPort, config.readinessPort];
+  for (const p of [agent.adminPort, agent.metricsPort, agent.readinessPort])
+    assert.ok(!ports.includes(p), `port ${p} is the agent's`);
+  // Without an address: the default (the host's first IPv4), left as a comment.
+  assert.equal(
+    loadWaypointConfig({
+      ...parseEnvFile(waypointEnvText()),
+      ...parseEnvFile(waypointInstanceEnvText('shop/wp', undefined)),
+    }).address,
+    undefined,
+  );
 });
 
 test('a value systemd would misread is quoted, a line break refused', () => {
@@ -161,8 +197,10 @@ test('meshctl install systemd --root: writes every file with its mode, prints th
   const expected: [string, number][] = [
     ['/etc/meshd/agent.env', 0o600],
     ['/etc/meshd/server.env', 0o644],
+    ['/etc/meshd/waypoint.env', 0o644],
     ['/etc/systemd/system/meshd-agent.service', 0o644],
     ['/etc/systemd/system/meshd-server.service', 0o644],
+    ['/etc/systemd/system/meshd-waypoint@.service', 0o644],
     ['/etc/sysusers.d/meshd.conf', 0o644],
     ['/etc/tmpfiles.d/meshd.conf', 0o644],
   ];
@@ -201,7 +239,11 @@ test('meshctl install systemd --root: writes every file with its mode, prints th
     'AbCdEfGhIjKl.from-stdin',
   ]);
   assert.equal(again.status, 0, again.stderr);
-  assert.equal(again.stdout.match(/ unchanged$/gm)?.length, 6, again.stdout);
+  assert.equal(again.stdout.match(/ unchanged$/gm)?.length, 8, again.stdout);
+  assert.equal(
+    readFileSync(join(root, 'etc/systemd/system/meshd-waypoint@.service'), 'utf8'),
+    readFileSync(join(repo, 'systemd/meshd-waypoint@.service'), 'utf8'),
+  );
 });
 
 test('a changed file is not overwritten without --force, and then nothing else is written', () => {
@@ -258,6 +300,9 @@ test('bad flags are refused with the flag named, before anything is written', ()
     [['--trust-domain', 'Bad Domain'], /--trust-domain "Bad Domain": not a trust domain/],
     [['--prefix', 'opt/meshd'], /--prefix "opt\/meshd": not an absolute path/],
     [['--role', 'proxy'], /--role.*use server, agent or all/],
+    [['--waypoint', 'shop'], /--waypoint "shop": not <namespace>\/<name>/],
+    [['--waypoint', 'shop/wp', '--waypoint-address', 'here'], /--waypoint-address "here"/],
+    [['--role', 'server', '--waypoint', 'shop/wp'], /--waypoint needs the agent role/],
   ];
   for (const [flags, message] of cases) {
     const r = run(['install', 'systemd', '--root', root, '--node-name', 'n1', ...flags]);
@@ -290,13 +335,33 @@ function verify(root: string, units: string[]) {
   return systemdTool(['systemd-analyze', 'verify', `--root=${root}`, ...units]);
 }
 
-const UNITS = ['meshd-server.service', 'meshd-agent.service'];
+const UNITS = ['meshd-server.service', 'meshd-agent.service', 'meshd-waypoint@shop_wp.service'];
 
 test('the written units pass systemd-analyze verify, also with another --prefix', () => {
   for (const prefix of ['/opt/meshd', '/usr/local/lib/meshd']) {
     const root = verifiableRoot(prefix);
-    const r = run(['install', 'systemd', '--root', root, '--prefix', prefix, '--node-name', 'n1']);
+    const r = run([
+      'install',
+      'systemd',
+      '--root',
+      root,
+      '--prefix',
+      prefix,
+      '--node-name',
+      'n1',
+      '--waypoint',
+      'shop/wp',
+    ]);
     assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /systemctl --root=\S+ enable .*meshd-waypoint@shop_wp.service/);
+    assert.match(
+      readFileSync(join(root, 'etc/meshd/waypoint-shop_wp.env'), 'utf8'),
+      /^MESHD_WAYPOINT=shop\/wp$/m,
+    );
+    assert.match(
+      readFileSync(join(root, 'etc/systemd/system/meshd-waypoint@.service'), 'utf8'),
+      new RegExp(`^ExecStart=${prefix}/bin/meshd waypoint$`, 'm'),
+    );
     assert.match(
       readFileSync(join(root, 'etc/systemd/system/meshd-agent.service'), 'utf8'),
       new RegExp(`^ExecStart=${prefix}/bin/meshd agent$`, 'm'),
@@ -333,10 +398,18 @@ test('hardening: capabilities per role, and systemd rates both units well expose
       assert.match(unit(role), new RegExp(`^${setting}$`, 'm'), `${role}: ${setting}`);
     }
   }
+  const waypoint = readFileSync(join(root, 'etc/systemd/system/meshd-waypoint@.service'), 'utf8');
+  assert.match(waypoint, /^CapabilityBoundingSet=$/m);
+  assert.match(waypoint, /^Requires=meshd-agent.service$/m);
+  assert.match(waypoint, /^After=.*meshd-agent.service/m);
+  assert.match(waypoint, /^KillSignal=SIGTERM$/m);
+  // Above MESHD_DRAIN_TIMEOUT (5 s): the drain finishes before SIGKILL.
+  assert.ok(Number(/^TimeoutStopSec=(\d+)s$/m.exec(waypoint)?.[1]) > 5);
   // Exposure on systemd's 0..100 scale (shown as 0.0..10.0): server at most 2.0, agent 3.0.
   for (const [name, threshold] of [
     ['meshd-server.service', 20],
     ['meshd-agent.service', 30],
+    ['meshd-waypoint@shop_wp.service', 30],
   ] as const) {
     const r = systemdTool([
       'systemd-analyze',
