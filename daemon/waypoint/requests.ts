@@ -14,7 +14,7 @@ import {
 } from '../model/index.js';
 import { authorizeRequest, describeDecision, policiesForTarget } from '../policy/index.js';
 import { type Logger, peerLabels, type RequestMetrics } from '../telemetry/index.js';
-import type { WaypointDestination } from './destination.js';
+import { type WaypointDestination, workloadOfEndpoint } from './destination.js';
 import type {
   AuthorizeResult,
   DownstreamContext,
@@ -100,8 +100,8 @@ export class WaypointRequests {
   }
 
   connect(endpoint: Endpoint, signal: AbortSignal): Promise<Duplex> {
-    const [namespace = '', name = ''] = endpoint.id.split('/');
-    const workload = this.#o.state().get({ kind: 'Workload', namespace, name });
+    const ref = workloadOfEndpoint(endpoint.id);
+    const workload = ref ? this.#o.state().get({ kind: 'Workload', ...ref }) : undefined;
     const expected = workload ? workloadIdentity(workload, this.#o.trustDomain) : '';
     return this.#o.pool.connect({
       key: {
@@ -119,8 +119,8 @@ export class WaypointRequests {
     const state = this.#o.state();
     const destination = this.#destinations.get(r.ctx);
     const source = state.workloadByIp(r.ctx.sourceIp);
-    const [ns = '', name = ''] = (r.endpoint ?? '').split('/');
-    const target = r.endpoint ? state.get({ kind: 'Workload', namespace: ns, name }) : undefined;
+    const endpoint = workloadOfEndpoint(r.endpoint);
+    const target = endpoint ? state.get({ kind: 'Workload', ...endpoint }) : undefined;
     const service = destination?.kind === 'service' ? destination.service : undefined;
     const serviceNs = service?.metadata.namespace ?? '';
     const fqdn = service
@@ -158,7 +158,7 @@ export class WaypointRequests {
         durationMs: Math.round(r.durationMs * 1000) / 1000,
         requestBytes: r.requestBytes,
         responseBytes: r.responseBytes,
-        endpoint: r.endpoint,
+        endpoint: endpoint ? `${endpoint.namespace}/${endpoint.name}` : r.endpoint,
         service: service ? `${serviceNs}/${service.metadata.name}` : undefined,
         route: undefined,
         policy: r.policy,
