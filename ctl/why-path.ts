@@ -13,7 +13,7 @@ import {
   workloadIdentity,
 } from '../daemon/model/index.js';
 import { authorizeRequest, describeDecision, policiesForTarget } from '../daemon/policy/index.js';
-import { endpointsOf, resolveDestination } from '../daemon/waypoint/index.js';
+import { endpointsOf, resolveDestination, workloadOfEndpoint } from '../daemon/waypoint/index.js';
 import { findWorkload, inboundDecision, splitTarget } from './why-cmd.js';
 
 /** The HTTP request the waypoint hop is evaluated for. */
@@ -309,8 +309,12 @@ function waypointHops(
   if (!waypointHop.allowed) return [waypointHop];
   const replicaIp = plan.replicas[0]?.spec.addresses[0] ?? '';
   const endpoints = endpointsOf(state, destination).map((e) => {
-    const [namespace = '', name = ''] = e.id.split('/');
-    return { workload: state.get({ kind: 'Workload', namespace, name }), ip: e.ip, port: e.port };
+    const ref = workloadOfEndpoint(e.id);
+    return {
+      workload: ref ? state.get({ kind: 'Workload', ...ref }) : undefined,
+      ip: e.ip,
+      port: e.port,
+    };
   });
   return [
     waypointHop,

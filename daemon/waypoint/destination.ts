@@ -78,6 +78,21 @@ export function resolveDestination(
   };
 }
 
+/**
+ * An endpoint's id, `<namespace>/<workload>:<port>`. The engine keys its upstream pools (HTTP/1.1
+ * agents, HTTP/2 sessions) and load counts by id, so two ports of one workload must not share
+ * one: a session opened to one port would carry requests meant for the other.
+ */
+export function endpointId(workload: Workload, port: number): string {
+  return `${workload.metadata.namespace ?? ''}/${workload.metadata.name}:${port}`;
+}
+
+/** The workload of an endpoint id (names never hold ':'); undefined when it is not one. */
+export function workloadOfEndpoint(id: string | undefined): NamespacedName | undefined {
+  const m = /^([^/]*)\/([^/:]+):\d+$/.exec(id ?? '');
+  return m ? { namespace: m[1] ?? '', name: m[2] ?? '' } : undefined;
+}
+
 /** The endpoints a request may go to now: the service's workloads with an address. */
 export function endpointsOf(
   state: MeshState,
@@ -86,7 +101,7 @@ export function endpointsOf(
   if (destination.kind === 'workload') {
     const { workload, port } = destination;
     const ip = workload.spec.addresses[0] ?? '';
-    return [{ ip, port, id: `${workload.metadata.namespace}/${workload.metadata.name}` }];
+    return [{ ip, port, id: endpointId(workload, port) }];
   }
   return state
     .endpoints(refOf(destination.service))
@@ -94,6 +109,6 @@ export function endpointsOf(
     .map((w) => ({
       ip: w.spec.addresses[0] ?? '',
       port: destination.targetPort,
-      id: `${w.metadata.namespace}/${w.metadata.name}`,
+      id: endpointId(w, destination.targetPort),
     }));
 }

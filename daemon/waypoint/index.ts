@@ -9,6 +9,7 @@ export {
   endpointsOf,
   resolveDestination,
   type WaypointDestination,
+  workloadOfEndpoint,
 } from './destination.js';
 export * from './l7/index.js';
 export { runWaypoint } from './run.js';

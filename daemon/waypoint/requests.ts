@@ -25,7 +25,7 @@ import {
   peerLabels,
   type RequestMetrics,
 } from '../telemetry/index.js';
-import type { WaypointDestination } from './destination.js';
+import { type WaypointDestination, workloadOfEndpoint } from './destination.js';
 import type {
   AuthorizeResult,
   DownstreamContext,
@@ -130,8 +130,8 @@ export class WaypointRequests {
   }
 
   connect(endpoint: Endpoint, signal: AbortSignal): Promise<Duplex> {
-    const [namespace = '', name = ''] = endpoint.id.split('/');
-    const workload = this.#o.state().get({ kind: 'Workload', namespace, name });
+    const ref = workloadOfEndpoint(endpoint.id);
+    const workload = ref ? this.#o.state().get({ kind: 'Workload', ...ref }) : undefined;
     const expected = workload ? workloadIdentity(workload, this.#o.trustDomain) : '';
     return this.#o.pool.connect({
       key: {
@@ -172,13 +172,13 @@ export class WaypointRequests {
     const destination = this.#destinations.get(r.ctx);
     const sourceIp = r.ctx.sourceIp;
     const endpoint = r.endpoint ?? '';
+    const endpointWorkload = workloadOfEndpoint(endpoint);
     const sourcePeer = this.#peer(`src:${sourceIp}`, principalOf(r.ctx.sourcePrincipal), (s) =>
       s.workloadByIp(sourceIp),
     );
-    const targetPeer = this.#peer(`dst:${endpoint}`, '', (s) => {
-      const [ns = '', name = ''] = endpoint.split('/');
-      return endpoint ? s.get({ kind: 'Workload', namespace: ns, name }) : undefined;
-    });
+    const targetPeer = this.#peer(`dst:${endpoint}`, '', (s) =>
+      endpointWorkload ? s.get({ kind: 'Workload', ...endpointWorkload }) : undefined,
+    );
     const service = destination?.kind === 'service' ? destination.service : undefined;
     const serviceNs = service?.metadata.namespace ?? '';
     const fqdn = service
@@ -213,7 +213,9 @@ export class WaypointRequests {
         durationMs: Math.round(r.durationMs * 1000) / 1000,
         requestBytes: r.requestBytes,
         responseBytes: r.responseBytes,
-        endpoint: r.endpoint,
+        endpoint: endpointWorkload
+          ? `${endpointWorkload.namespace}/${endpointWorkload.name}`
+          : r.endpoint,
         service: service ? `${serviceNs}/${service.metadata.name}` : undefined,
         route: undefined,
         policy: r.policy,

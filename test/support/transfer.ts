@@ -10,7 +10,24 @@
  *       60) have passed
  * Both print per connection {"ended": "reset"|"fin"|"<error code>", "at": Date.now(), ...}:
  * "fin" is a clean end, which for a transfer cut in the middle is a lie (truncation).
+ *
+ * The same over HTTP/1.1 (through an L7 proxy), with the bytes' sha256 on both ends:
+ *   transfer http-server PORT
+ *       POST: reads the body and answers {"bytes","sha256"} of it; GET /N: sends N bytes of
+ *       the stream below and prints {"side":"server","sent","sha256"}
+ *   transfer http-client up|down BYTES URL [SECONDS]
+ *       up: POSTs BYTES bytes of the stream to URL; down: GETs URL/BYTES; prints
+ *       {"side":"client","bytes","sha256","server"?} (server: the POST's answer) or
+ *       {"error"} and exits 1
+ * The bytes are AES-128-CTR over zeros: never repeating, so a chunk lost, doubled or moved
+ * changes the hash, and cheap for both ends to make.
  */
+import { createCipheriv, createHash } from 'node:crypto';
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingMessage,
+} from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 
 const out = (v: unknown) => console.log(JSON.stringify(v));
@@ -107,13 +124,135 @@ function client(kind: 'up' | 'down', n: number, host: string, port: number, seco
   }
 }
 
+const ZEROS = Buffer.alloc(64 * 1024);
+
+/** The next `n` (<= 64 KiB) bytes of the stream, per call. */
+function byteStream(): (n: number) => Buffer {
+  const cipher = createCipheriv('aes-128-ctr', Buffer.alloc(16, 7), Buffer.alloc(16));
+  return (n) => cipher.update(n === ZEROS.length ? ZEROS : ZEROS.subarray(0, n));
+}
+
+function httpServer(port: number): void {
+  createHttpServer((req, res) => {
+    if (req.method === 'POST') {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      req.on('data', (c: Buffer) => {
+        bytes += c.length;
+        hash.update(c);
+      });
+      req.on('end', () => {
+        const answer = { bytes, sha256: hash.digest('hex') };
+        out({ side: 'server', received: bytes, sha256: answer.sha256 });
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(answer));
+      });
+      return;
+    }
+    const total = Number((req.url ?? '/').slice(1));
+    if (!Number.isSafeInteger(total) || total < 0) {
+      res.statusCode = 400;
+      res.end();
+      return;
+    }
+    const next = byteStream();
+    const hash = createHash('sha256');
+    let sent = 0;
+    res.setHeader('content-type', 'application/octet-stream');
+    res.setHeader('content-length', String(total));
+    const pump = () => {
+      while (sent < total) {
+        const chunk = next(Math.min(ZEROS.length, total - sent));
+        sent += chunk.length;
+        hash.update(chunk);
+        if (!res.write(chunk)) {
+          res.once('drain', pump);
+          return;
+        }
+      }
+      res.end(() => out({ side: 'server', sent, sha256: hash.digest('hex') }));
+    };
+    res.once('close', () => res.off('drain', pump));
+    pump();
+  }).listen({ port, host: '::', ipv6Only: false }, () => console.log('listening'));
+}
+
+function httpClient(kind: 'up' | 'down', total: number, url: string, seconds: number): void {
+  const fail = (err: unknown) => {
+    out({ side: 'client', error: String(err) });
+    process.exit(1);
+  };
+  setTimeout(() => fail(`not done within ${seconds} s`), seconds * 1000).unref();
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const done = (server?: unknown) => {
+    out({ side: 'client', bytes, sha256: hash.digest('hex'), server });
+    process.exit(0);
+  };
+  const readAll = (res: IncomingMessage, onEnd: (body: Buffer) => void) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => onEnd(Buffer.concat(chunks)));
+    res.on('error', fail);
+  };
+  if (kind === 'down') {
+    const req = httpRequest(`${url.replace(/\/$/, '')}/${total}`, (res) => {
+      if (res.statusCode !== 200) fail(`status ${res.statusCode}`);
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        hash.update(c);
+      });
+      res.on('end', () => done());
+      res.on('error', fail);
+    });
+    req.on('error', fail);
+    req.end();
+    return;
+  }
+  const req = httpRequest(url, {
+    method: 'POST',
+    headers: { 'content-length': String(total), 'content-type': 'application/octet-stream' },
+  });
+  req.on('error', fail);
+  req.on('response', (res) =>
+    readAll(res, (body) => {
+      try {
+        done({ status: res.statusCode, ...JSON.parse(body.toString()) });
+      } catch {
+        fail(`status ${res.statusCode}: ${body.toString().slice(0, 200)}`);
+      }
+    }),
+  );
+  const next = byteStream();
+  const pump = () => {
+    while (bytes < total) {
+      const chunk = next(Math.min(ZEROS.length, total - bytes));
+      bytes += chunk.length;
+      hash.update(chunk);
+      if (!req.write(chunk)) {
+        req.once('drain', pump);
+        return;
+      }
+    }
+    req.end();
+  };
+  pump();
+}
+
 const [role, ...args] = process.argv.slice(2);
 if (role === 'server') server(Number(args[0]));
-else if (role === 'client') {
+else if (role === 'http-server') httpServer(Number(args[0]));
+else if (role === 'http-client') {
+  const [kind, total = '0', url = '', seconds = '120'] = args;
+  httpClient(kind === 'up' ? 'up' : 'down', Number(total), url, Number(seconds));
+} else if (role === 'client') {
   const [kind, n = '1', host = '', port = '', seconds = '60'] = args;
   client(kind === 'up' ? 'up' : 'down', Number(n), host, Number(port), Number(seconds));
 } else {
-  console.error('usage: transfer server PORT | transfer client up|down N HOST PORT [SECONDS]');
+  console.error(
+    'usage: transfer server PORT | transfer client up|down N HOST PORT [SECONDS] |' +
+      ' transfer http-server PORT | transfer http-client up|down BYTES URL [SECONDS]',
+  );
   process.exit(2);
 }
 process.on('SIGTERM', () => process.exit(0));

@@ -123,6 +123,7 @@ test('pcap: a TLS 1.3 flow is recognised record by record; plaintext is not TLS'
   assert.equal(tls.flows.length, 1);
   assert.equal(tls.flows[0]?.tls, true);
   assert.equal(tls.tls13, true);
+  assert.equal(tls.flows[0]?.tls13, true);
   assert.deepEqual(tls.flows[0]?.records, { handshake: 2, application_data: 2 });
 
   const plain = analysePcap(
@@ -133,6 +134,7 @@ test('pcap: a TLS 1.3 flow is recognised record by record; plaintext is not TLS'
   );
   assert.equal(plain.flows[0]?.tls, false);
   assert.equal(plain.tls13, false);
+  assert.equal(plain.flows[0]?.tls13, false);
 });
 
 test('cpu profile summary: self time of busy samples, idle left out, largest first', () => {

@@ -437,7 +437,9 @@ export class Http1Proxy {
   async connectAndSend(ex: H1Exchange, endpoints: readonly Endpoint[], first: Endpoint) {
     ex.abort = new AbortController();
     const outcome = await this.core.connectFrom(endpoints, first, this.#pooled, ex.abort.signal);
-    if (ex.closed) {
+    // Closed, or cut for bad input in its body while connecting (already answered with 400
+    // and recorded as DPE when it closes): the aborted connect is not an upstream failure.
+    if (ex.closed || ex.flag === 'DPE') {
       if (outcome.ok) outcome.stream?.destroy();
       return;
     }
