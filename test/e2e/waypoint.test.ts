@@ -6,7 +6,13 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { eventually, supportScript, waitForLine, waitForOutput } from '../support/lab-helpers.js';
+import {
+  collectLines,
+  eventually,
+  supportScript,
+  waitForLine,
+  waitForOutput,
+} from '../support/lab-helpers.js';
 import { MeshE2E } from '../support/mesh-e2e.js';
 
 const VIP = '10.96.7.7';
@@ -34,9 +40,7 @@ function startWaypoint(): ChildProcess {
     join(new URL('../../..', import.meta.url).pathname, 'dist/daemon/main.js'),
     'waypoint',
   ]);
-  child.stderr?.on('data', (c: Buffer) =>
-    waypointLog.push(...c.toString().split('\n').filter(Boolean)),
-  );
+  collectLines(child.stderr, waypointLog);
   return child;
 }
 

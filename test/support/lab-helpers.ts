@@ -101,3 +101,19 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/**
+ * Appends each complete line a stream writes to `into`; a line split across chunks is kept
+ * until its end arrives (a log search must not miss a line cut in two).
+ */
+export function collectLines(
+  stream: NodeJS.ReadableStream | null | undefined,
+  into: string[],
+): void {
+  let partial = '';
+  stream?.on('data', (chunk: Buffer) => {
+    const parts = (partial + chunk.toString()).split('\n');
+    partial = parts.pop() ?? '';
+    for (const line of parts) if (line) into.push(line);
+  });
+}

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab } from '../../ctl/lab/index.js';
 import { initCa } from '../../daemon/identity/index.js';
-import { eventually, stop, waitForOutput } from './lab-helpers.js';
+import { collectLines, eventually, stop, waitForOutput } from './lab-helpers.js';
 
 const root = new URL('../../..', import.meta.url).pathname;
 const meshd = join(root, 'dist/daemon/main.js');
@@ -104,9 +104,7 @@ ${options.register.map(([member, sa]) => mesh.workloadYaml(member, sa)).join('')
     });
     this.logs[node] ??= [];
     const lines = this.logs[node];
-    agent.stderr?.on('data', (c: Buffer) =>
-      lines.push(...c.toString().split('\n').filter(Boolean)),
-    );
+    collectLines(agent.stderr, lines);
     this.agents[node] = agent;
     return agent;
   }
