@@ -428,9 +428,10 @@ test('8b. HTTP/2 rapid reset on an h2c port: the flooding session gets GOAWAY, a
   t.diagnostic(`flood ${JSON.stringify(flood)}; normal client ${JSON.stringify(normal)}`);
   t.diagnostic(`waypoint RSS after ${(rssOf(waypoint.pid as number) / MiB).toFixed(1)} MiB`);
   // Every flooding session is cut with a GOAWAY: ENHANCE_YOUR_CALM from the engine's cancel
-  // budget, or INTERNAL_ERROR from nghttp2's own reset guard (1,000 resets). Over an HBONE
-  // tunnel stream it is the latter: streams reset in the same read as their HEADERS never
-  // reach the engine's JS (no 'stream' event), so its budget (100) is not what cuts.
+  // budget, or INTERNAL_ERROR from nghttp2's reset guard, which the engine gives the same
+  // budget. Over an HBONE tunnel stream it is the latter: streams reset in the same read as
+  // their HEADERS never reach the engine's JS (no 'stream' event); unit
+  // waypoint-l7-tunnel-reset checks that the cut comes after about the budget.
   const cut = (flood.goaways['11'] ?? 0) + (flood.goaways['2'] ?? 0);
   // (The last session may be closed by the flood's own deadline before its GOAWAY.)
   assert.ok(

@@ -213,6 +213,11 @@ export class Http2Proxy {
         enablePush: false,
       },
       maxSessionMemory: Math.max(10, Math.ceil((8 * l.h2WindowBytes) / (1024 * 1024))),
+      // A stream reset in the same read as its HEADERS never reaches 'stream', so the engine's
+      // own cancel budget cannot count it (a flood through an HBONE tunnel arrives that way):
+      // nghttp2 applies the same budget to every RST_STREAM (its default is ~1,000).
+      streamResetBurst: l.cancelledStreamBurst,
+      streamResetRate: l.cancelledStreamRate,
     });
     this.#server.on('sessionError', noop);
     this.#server.on(
