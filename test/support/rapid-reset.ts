@@ -48,6 +48,8 @@ export interface RapidResetReport {
   answered: number;
   /** GOAWAY frames received, by error code. */
   goaways: Record<string, number>;
+  /** Sessions the attacker closed itself at its deadline, before any GOAWAY came. */
+  endedByDeadline: number;
 }
 
 const FRAME_HEADERS = 0x1;
@@ -104,6 +106,7 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
     streamsSent: 0,
     answered: 0,
     goaways: {},
+    endedByDeadline: 0,
   };
   const deadline = Date.now() + options.durationMs;
   const block = options.h2c
@@ -135,10 +138,12 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
             rejectUnauthorized: false, // the attacker does not care who answers
           });
       let secured = false;
+      let goawayReceived = false;
       const done = () => {
         if (!open) return;
         open = false;
         if (!secured) report.refused++;
+        else if (!goawayReceived && Date.now() >= deadline) report.endedByDeadline++;
         socket.destroy();
         resolve();
       };
@@ -175,6 +180,7 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
             report.answered++;
           } else if (type === FRAME_GOAWAY && payload.length >= 8) {
             const code = String(payload.readUInt32BE(4));
+            goawayReceived = true;
             report.goaways[code] = (report.goaways[code] ?? 0) + 1;
           }
         }),
