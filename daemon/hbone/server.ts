@@ -204,7 +204,12 @@ interface SessionState {
   /** The budget of streams the peer may cancel before their answer. */
   cancels: TokenBucket;
   streams: Set<ServerHttp2Stream>;
+  /** Told GOAWAY for abuse; destroyed GOAWAY_LINGER_MS later. */
+  cut?: boolean;
 }
+
+/** How long a session cut for abuse stays open after its GOAWAY, for the peer to read it. */
+const GOAWAY_LINGER_MS = 250;
 
 function endpointOf(socket: Socket): Endpoint {
   const ip = (socket.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
@@ -664,7 +669,7 @@ export class HboneServer {
    * ENHANCE_YOUR_CALM, the session is cut and its source refused for the penalty time.
    */
   #cancelled(state: SessionState): void {
-    if (state.session.destroyed || state.session.closed) return; // a drain, not the peer
+    if (state.session.destroyed || state.session.closed || state.cut) return; // a drain, or cut
     this.#stats.cancelledStreams++;
     if (state.cancels.take(this.#now())) return;
     const { remote, peer, session } = state;
@@ -679,10 +684,17 @@ export class HboneServer {
     );
     this.#guard.penalize(remote.ip);
     state.reported = true; // the session error this raises is the one reported here
-    session.destroy(
-      new Error('rapid reset: too many streams cancelled before their answer'),
-      h2.NGHTTP2_ENHANCE_YOUR_CALM,
-    );
+    state.cut = true;
+    // GOAWAY now, the cut a moment later: closing the socket while the peer's frames still
+    // arrive makes the kernel answer them with a reset, which discards the GOAWAY unread.
+    session.goaway(h2.NGHTTP2_ENHANCE_YOUR_CALM);
+    setTimeout(() => {
+      // The socket first, so destroying the session sends no second GOAWAY.
+      session.socket?.destroy();
+      if (!session.destroyed) {
+        session.destroy(new Error('rapid reset: too many streams cancelled before their answer'));
+      }
+    }, GOAWAY_LINGER_MS).unref();
   }
 
   /** The session is gone: every stream still open is reset, so splice resets its upstream. */

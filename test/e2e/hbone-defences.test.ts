@@ -379,6 +379,7 @@ test('rapid reset from 32 connections: GOAWAY, no upstream connect, readiness up
     answered: number;
     goaways: Record<string, number>;
     endedByDeadline: number;
+    sessionsWithGoaway: number;
   }[];
   assert.ok(report, `attacker output: ${attack.text}`);
   console.log(
@@ -389,8 +390,11 @@ test('rapid reset from 32 connections: GOAWAY, no upstream connect, readiness up
   assert.ok(report.sessions >= 1 && report.refused >= 1, JSON.stringify(report));
   // (a session can also be cut as a dead peer when its writes stall: any GOAWAY ends it; and
   // the sessions still open when the attack's own time ran out end without one)
-  const goaways = Object.values(report.goaways).reduce((a, b) => a + b, 0);
-  assert.equal(goaways, report.sessions - report.endedByDeadline, JSON.stringify(report));
+  assert.equal(
+    report.sessionsWithGoaway,
+    report.sessions - report.endedByDeadline,
+    JSON.stringify(report),
+  );
   assert.ok(report.endedByDeadline <= 32, JSON.stringify(report));
   assert.ok((report.goaways['11'] ?? 0) >= report.sessions / 2, JSON.stringify(report));
   assert.equal(report.answered, 0, 'no cancelled stream was answered');

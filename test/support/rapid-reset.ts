@@ -50,6 +50,8 @@ export interface RapidResetReport {
   goaways: Record<string, number>;
   /** Sessions the attacker closed itself at its deadline, before any GOAWAY came. */
   endedByDeadline: number;
+  /** Sessions that received at least one GOAWAY (a server may send more than one). */
+  sessionsWithGoaway: number;
 }
 
 const FRAME_HEADERS = 0x1;
@@ -107,6 +109,7 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
     answered: 0,
     goaways: {},
     endedByDeadline: 0,
+    sessionsWithGoaway: 0,
   };
   const deadline = Date.now() + options.durationMs;
   const block = options.h2c
@@ -180,6 +183,7 @@ export function rapidReset(options: RapidResetOptions): Promise<RapidResetReport
             report.answered++;
           } else if (type === FRAME_GOAWAY && payload.length >= 8) {
             const code = String(payload.readUInt32BE(4));
+            if (!goawayReceived) report.sessionsWithGoaway++;
             goawayReceived = true;
             report.goaways[code] = (report.goaways[code] ?? 0) + 1;
           }
